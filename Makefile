@@ -1,0 +1,32 @@
+# Two set-up commands, both from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# Installed before everything else so that the other requirements find torch satisfied and never
+# pull a second (CUDA) build; on a GPU machine the same pin installs the CUDA wheel from PyPI.
+TORCH_VERSION ?= 2.13.0
+PIP := $(VENV)/bin/pip
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[offline,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m bistil_ray.run configs/demo_run.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not e2e and not ray"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
