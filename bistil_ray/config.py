@@ -1,0 +1,271 @@
+"""Typed configuration: the one schema for everything a user writes in YAML.
+
+Each training procedure has its own section model (`TaskTeacherConfig`, `Phase1Config`,
+`Phase2Config`); a single run (`RunConfig`) and a sweep (see `bistil_ray.orchestration`) compose
+them. Unknown keys are rejected and the error names the YAML path and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bistil_ray.errors import UserInputError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- where the teacher, task data and corpora come from ------------------------------------------
+
+
+class HubTaskSpec(StrictModel):
+    """A labelled dataset on the Hugging Face hub, one config per language (XNLI style)."""
+
+    path: str
+    config: str | None = Field(None, description="dataset config; '{lang}' is replaced by the language")
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
+    label_field: str = "label"
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    target_validation_split: str | None = Field(
+        None, description="a target-language validation split; used as the search objective if set"
+    )
+    max_train_examples: int | None = Field(None, gt=0)
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class FilesTaskSpec(StrictModel):
+    """Labelled local files (jsonl, csv, tsv or parquet)."""
+
+    train: Path
+    validation: Path
+    test: dict[str, Path] = Field(description="target language -> test file")
+    target_validation: dict[str, Path] = Field(default_factory=dict)
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
+    label_field: str = "label"
+
+
+class TaskSpec(StrictModel):
+    """Exactly one of `builtin`, `hub`, `files`."""
+
+    builtin: Literal["chatterbot"] | None = None
+    hub: HubTaskSpec | None = None
+    files: FilesTaskSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "TaskSpec":
+        given = [name for name in ("builtin", "hub", "files") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of builtin, hub, files (got {given or 'none'})")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.builtin:
+            return self.builtin
+        if self.hub:
+            return self.hub.path + (f"/{self.hub.config}" if self.hub.config else "")
+        return Path(self.files.train).stem  # type: ignore[union-attr]
+
+
+class HubCorpusSpec(StrictModel):
+    path: str
+    config: str | None = Field(None, description="'{lang}' is replaced by the language")
+    split: str = "train"
+    text_field: str = "text"
+    revision: str | None = None
+    streaming: bool = True
+    trust_remote_code: bool = False
+
+
+class CorpusSpec(StrictModel):
+    """Unlabelled text of one language for phase 1: a local file or a hub dataset."""
+
+    file: Path | None = Field(None, description="plain text, one sentence per line")
+    hub: HubCorpusSpec | None = None
+    max_sentences: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "CorpusSpec":
+        if (self.file is None) == (self.hub is None):
+            raise ValueError("give exactly one of file, hub")
+        return self
+
+
+# --- the method's settings -------------------------------------------------------------------------
+
+
+class OptimConfig(StrictModel):
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(32, gt=0)
+    max_length: int = Field(128, ge=8)
+    eval_every: int = Field(100, gt=0, description="steps between validations (and checkpoints)")
+    seed: int = 0
+
+
+class TaskTeacherConfig(OptimConfig):
+    """Fine-tuning the teacher on source-language task data."""
+
+    lr: float = Field(3e-5, gt=0)
+    steps: int = Field(400, gt=0)
+
+
+class VocabularyConfig(StrictModel):
+    threshold: float = Field(1e-6, gt=0, lt=1, description="min relative frequency in either corpus")
+
+
+class StudentConfig(StrictModel):
+    layers: int = Field(6, gt=0)
+    layer_selection: Literal["regular", "bottom"] = "regular"
+    width_factor: int = Field(1, ge=1, description="divide hidden and intermediate size (SVD)")
+
+
+class Phase1Config(OptimConfig):
+    """General bilingual distillation."""
+
+    lr: float = Field(1e-4, gt=0)
+    steps: int = Field(300, gt=0)
+    batching: Literal["alternate", "mixed"] = "alternate"
+    alpha_hidden: float = Field(1.0, ge=0)
+    alpha_attn: float = Field(1.0, ge=0)
+    alpha_mlm: float = Field(0.0, ge=0)
+    validation_sentences: int = Field(200, gt=0, description="held out per language")
+
+
+class Phase2Config(OptimConfig):
+    """Task distillation with Lottery-Ticket Sparse Fine-Tuning."""
+
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(8, gt=0)
+    full_steps: int = Field(300, gt=0, description="steps of the dense phase")
+    sparse_steps: int = Field(300, gt=0, description="steps of the sparse phase")
+    density: float = Field(0.08, gt=0, le=1)
+    alpha_ce: float = Field(1.0, ge=0)
+    alpha_hidden: float = Field(1.0, ge=0)
+    alpha_attn: float = Field(1.0, ge=0)
+    alpha_task: float = Field(0.0, ge=0)
+    temperature: float = Field(2.0, gt=0)
+    freeze_layer_norm: bool = False
+
+
+class RunConfig(StrictModel):
+    """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
+
+    teacher: str = "builtin:multilingual-e5-small"
+    trust_remote_code: bool = False
+    task: TaskSpec = TaskSpec(builtin="chatterbot")
+    source_lang: str = "en"
+    target_lang: str
+    corpora: dict[str, CorpusSpec] = Field(
+        default_factory=dict, description="phase-1 text per language; the built-in task has its own"
+    )
+    output_dir: Path = Path("runs")
+    task_teacher: TaskTeacherConfig = TaskTeacherConfig()
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    student: StudentConfig = StudentConfig()
+    phase1: Phase1Config = Phase1Config()
+    phase2: Phase2Config = Phase2Config()
+
+    @model_validator(mode="after")
+    def _distinct_languages(self) -> "RunConfig":
+        if self.source_lang == self.target_lang:
+            raise ValueError(f"target_lang equals source_lang ({self.source_lang!r})")
+        return self
+
+
+# --- loading YAML into these models with errors a person can act on --------------------------------
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _valid_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    """The field names valid at `location` (the parent of the offending key)."""
+    current: Any = model
+    for part in location:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
+    """The first problem as one line: `source: path.to.field: what is wrong`."""
+    first = error.errors()[0]
+    location = tuple(part for part in first["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+    path = ".".join(str(part) for part in location) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        key = str(location[-1])
+        close = difflib.get_close_matches(key, _valid_keys(model, location[:-1]), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{source}: {path}: unknown key{hint}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {path}: {message}"
+
+
+def validate(model: type[ModelT], data: Any, source: str) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise UserInputError(describe_validation_error(error, model, source)) from None
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserInputError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def set_override(data: dict, assignment: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to a nested dict in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UserInputError(f"--set {assignment!r}: expected key=value")
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserInputError(f"--set {key}: {part} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(model: type[ModelT], path: Path, overrides: list[str] = ()) -> ModelT:
+    data = read_yaml(path)
+    for assignment in overrides:
+        set_override(data, assignment)
+    return validate(model, data, str(path))
