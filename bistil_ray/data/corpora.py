@@ -1,0 +1,109 @@
+"""Unlabelled phase-1 text, one language at a time.
+
+A language's text comes from `corpora.<lang>` when the config names it (a plain-text file with one
+sentence per line, or a hub dataset's text column); otherwise the built-in chatterbot task supplies
+the utterances of that language that none of its evaluation splits use.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
+from bistil_ray.data import chatterbot
+from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
+from bistil_ray.errors import UserInputError
+
+
+def load_corpus(
+    task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str, *, max_sentences: int | None = None
+) -> list[str]:
+    """Non-blank sentences of `lang`, in corpus order, at most `max_sentences` (and at most the
+    spec's own `max_sentences`)."""
+    if lang in corpora:
+        spec = corpora[lang]
+        limit = min((n for n in (spec.max_sentences, max_sentences) if n is not None), default=None)
+        if spec.file is not None:
+            sentences, where = _read_text_file(Path(spec.file), limit), str(spec.file)
+        else:
+            sentences = _read_hub_corpus(spec.hub, lang, limit)
+            where = f"corpora.{lang}.hub ({spec.hub.path})"
+        if not sentences:
+            raise UserInputError(f"{where}: no sentences")
+        return sentences
+    if task.builtin == "chatterbot":
+        sentences = chatterbot.unlabelled_text(lang)[:max_sentences]
+        if not sentences:
+            raise UserInputError(
+                f"corpora.{lang}: the built-in chatterbot task has no text in '{lang}' outside its test "
+                f"set; add corpora.{lang}"
+            )
+        return sentences
+    raise UserInputError(f"corpora.{lang}: no phase-1 text for language '{lang}'; add corpora.{lang}")
+
+
+def fingerprint_corpus(task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str) -> str:
+    """A short hash of what `load_corpus` reads for `lang` (a caller's `max_sentences` is not part
+    of it: key on that separately)."""
+    if lang in corpora:
+        spec = corpora[lang]
+        if spec.file is not None:
+            source: dict[str, Any] = {"file": file_digest(Path(spec.file))}
+        else:
+            hub = spec.hub
+            source = {
+                "hub": hub.path,
+                "config": language_config(hub.config, lang),
+                "split": hub.split,
+                "text_field": hub.text_field,
+                "revision": hub.revision,
+            }
+        return stable_digest({"corpus": source, "max_sentences": spec.max_sentences, "lang": lang})
+    if task.builtin == "chatterbot":
+        chatterbot.folder_of(lang)
+        source = {"builtin": task.builtin, "data": chatterbot.data_digest()}
+        return stable_digest({"corpus": source, "lang": lang})
+    raise UserInputError(f"corpora.{lang}: no phase-1 text for language '{lang}'; add corpora.{lang}")
+
+
+def _non_blank(lines: Iterable[str]) -> Iterator[str]:
+    return (line.strip() for line in lines if line.strip())
+
+
+def _read_text_file(path: Path, limit: int | None) -> list[str]:
+    try:
+        # utf-8-sig: a byte-order mark some editors write is not part of the first sentence.
+        with path.open(encoding="utf-8-sig") as handle:
+            return list(islice(_non_blank(handle), limit))
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserInputError(f"{path}: is a directory, expected a text file") from None
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not UTF-8 text") from None
+
+
+def _read_hub_corpus(spec: HubCorpusSpec, lang: str, limit: int | None) -> list[str]:
+    dataset = load_hub_dataset(
+        spec.path,
+        language_config(spec.config, lang),
+        split=spec.split,
+        revision=spec.revision,
+        trust_remote_code=spec.trust_remote_code,
+        where=f"corpora.{lang}.hub",
+        streaming=spec.streaming,
+    )
+
+    def texts() -> Iterator[str]:
+        for row in dataset:
+            if spec.text_field not in row:
+                raise UserInputError(
+                    f"corpora.{lang}.hub.text_field: no column '{spec.text_field}' in {spec.path} "
+                    f"(columns: {', '.join(row)})"
+                )
+            # A row may hold a whole document; its lines are the sentences, as in a text file.
+            yield from str(row[spec.text_field] or "").splitlines()
+
+    return list(islice(_non_blank(texts()), limit))

@@ -1,0 +1,330 @@
+"""Labelled task data: source-language train/validation and per-target test sets, one schema.
+
+Whatever the source (the built-in chatterbot task, a Hugging Face hub dataset, local files), a task
+becomes `TaskData`: `datasets.Dataset`s with the text columns and an int64 `label` whose ids mean the
+same label in every language. Label names come from the source train split (its `ClassLabel`
+feature, or its sorted distinct values); a validation or test set with a label the source train
+split lacks is an error rather than a silently unlearnable class.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import datasets
+from datasets.exceptions import DatasetGenerationError
+
+from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskSpec
+from bistil_ray.data import chatterbot
+from bistil_ray.errors import UserInputError
+
+# Part of every fingerprint: bump it when a change here alters the data a spec produces.
+DATA_FORMAT_VERSION = 1
+
+FILE_BUILDERS: dict[str, tuple[str, dict[str, str]]] = {
+    ".jsonl": ("json", {}),
+    ".json": ("json", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t"}),
+    ".parquet": ("parquet", {}),
+}
+
+
+@dataclass(frozen=True)
+class TaskData:
+    name: str
+    label_names: list[str]
+    text_fields: tuple[str, ...]
+    source_train: datasets.Dataset
+    source_validation: datasets.Dataset
+    target_test: dict[str, datasets.Dataset]
+    target_validation: dict[str, datasets.Dataset] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> TaskData:
+    if source_lang in target_langs:
+        raise UserInputError(f"task {spec.name}: target language '{source_lang}' is the source language")
+    if spec.builtin == "chatterbot":
+        return _load_chatterbot(source_lang, target_langs)
+    if spec.hub is not None:
+        return _load_hub(spec.hub, spec.name, source_lang, target_langs)
+    return _load_files(spec.files, spec.name, target_langs)
+
+
+def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
+    """A short hash of everything that determines the source-language data (not the targets), so
+    that a task teacher trained on it is reused for every target language."""
+    if spec.builtin == "chatterbot":
+        identity: dict[str, Any] = {"builtin": spec.builtin, "data": chatterbot.data_digest()}
+    elif spec.hub is not None:
+        hub = spec.hub
+        identity = {
+            "hub": hub.path,
+            "config": language_config(hub.config, source_lang),
+            "revision": hub.revision,
+            "splits": [hub.train_split, hub.validation_split],
+            "columns": [*hub.text_fields, hub.label_field],
+            "max_train_examples": hub.max_train_examples,
+        }
+    else:
+        files = spec.files
+        identity = {
+            "files": [file_digest(files.train), file_digest(files.validation)],
+            "columns": [*files.text_fields, files.label_field],
+        }
+    return stable_digest({"task": identity, "source_lang": source_lang})
+
+
+def stable_digest(value: Any) -> str:
+    """A short hash of JSON-able `value`, stable across processes and machines."""
+    payload = json.dumps({"format": DATA_FORMAT_VERSION, "value": value}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file") from None
+    return digest.hexdigest()
+
+
+# --- the built-in task ---------------------------------------------------------------------------
+
+
+def _chatterbot_dataset(examples: tuple[chatterbot.Example, ...]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
+        {"text": [example.text for example in examples], "label": [example.label for example in examples]},
+        features=datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")}),
+    )
+
+
+def _load_chatterbot(source_lang: str, target_langs: list[str]) -> TaskData:
+    chatterbot.require_source(source_lang)
+    train, validation = chatterbot.source_splits()
+    return TaskData(
+        name="chatterbot",
+        label_names=chatterbot.topics(),
+        text_fields=("text",),
+        source_train=_chatterbot_dataset(train),
+        source_validation=_chatterbot_dataset(validation),
+        target_test={lang: _chatterbot_dataset(chatterbot.test_split(lang)) for lang in target_langs},
+    )
+
+
+# --- hub datasets (one config per language, XNLI style) ------------------------------------------
+
+
+def language_config(config: str | None, lang: str) -> str | None:
+    """A dataset config with '{lang}' replaced by the language."""
+    return config.replace("{lang}", lang) if config is not None else None
+
+
+def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    if spec.config is None or "{lang}" not in spec.config:
+        raise UserInputError(
+            f"task.hub.config: must contain '{{lang}}' so that each language loads its own data "
+            f"(got {spec.config!r})"
+        )
+
+    def where(lang: str, split: str) -> str:
+        return f"{spec.path} [{language_config(spec.config, lang)}] {split}"
+
+    train = _load_hub_split(spec, source_lang, spec.train_split)
+    if spec.max_train_examples is not None and len(train) > spec.max_train_examples:
+        # Shuffled first: hub splits are often sorted by label, and a prefix would miss classes.
+        train = train.shuffle(seed=0).select(range(spec.max_train_examples))
+    label_names = _label_names(train, spec.label_field, where(source_lang, spec.train_split))
+
+    def to_schema(dataset: datasets.Dataset, lang: str, split: str) -> datasets.Dataset:
+        return _to_task_schema(dataset, spec.text_fields, spec.label_field, label_names, where(lang, split))
+
+    def load(lang: str, split: str) -> datasets.Dataset:
+        return to_schema(_load_hub_split(spec, lang, split), lang, split)
+
+    return TaskData(
+        name=name,
+        label_names=label_names,
+        text_fields=tuple(spec.text_fields),
+        source_train=to_schema(train, source_lang, spec.train_split),
+        source_validation=load(source_lang, spec.validation_split),
+        target_test={lang: load(lang, spec.test_split) for lang in target_langs},
+        target_validation={
+            lang: load(lang, spec.target_validation_split)
+            for lang in target_langs
+            if spec.target_validation_split is not None
+        },
+    )
+
+
+def _load_hub_split(spec: HubTaskSpec, lang: str, split: str) -> datasets.Dataset:
+    return load_hub_dataset(
+        spec.path,
+        language_config(spec.config, lang),
+        split=split,
+        revision=spec.revision,
+        trust_remote_code=spec.trust_remote_code,
+        where="task.hub",
+    )
+
+
+def load_hub_dataset(
+    path: str,
+    config: str | None,
+    *,
+    split: str,
+    revision: str | None,
+    trust_remote_code: bool,
+    where: str,
+    streaming: bool = False,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`datasets.load_dataset`, with a missing dataset, config or split as a UserInputError."""
+    remote_code = {"trust_remote_code": True} if trust_remote_code else {}
+    try:
+        return datasets.load_dataset(
+            path, config, split=split, revision=revision, streaming=streaming, **remote_code
+        )
+    except (FileNotFoundError, ValueError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"{where}: cannot load {path} [{config}] split {split!r}: {message}") from None
+
+
+# --- local files ---------------------------------------------------------------------------------
+
+
+def _load_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> TaskData:
+    missing = [lang for lang in target_langs if lang not in spec.test]
+    if missing:
+        raise UserInputError(f"task.files.test: no test file for language '{missing[0]}'")
+    train = read_table_file(spec.train)
+    label_names = _label_names(train, spec.label_field, str(spec.train))
+
+    def to_schema(path: Path, dataset: datasets.Dataset | None = None) -> datasets.Dataset:
+        dataset = read_table_file(path) if dataset is None else dataset
+        return _to_task_schema(dataset, spec.text_fields, spec.label_field, label_names, str(path))
+
+    return TaskData(
+        name=name,
+        label_names=label_names,
+        text_fields=tuple(spec.text_fields),
+        source_train=to_schema(spec.train, train),
+        source_validation=to_schema(spec.validation),
+        target_test={lang: to_schema(spec.test[lang]) for lang in target_langs},
+        target_validation={
+            lang: to_schema(spec.target_validation[lang])
+            for lang in target_langs
+            if lang in spec.target_validation
+        },
+    )
+
+
+def read_table_file(path: Path) -> datasets.Dataset:
+    """A jsonl/json, csv, tsv or parquet file as a Dataset, chosen by extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such file")
+    if path.suffix.lower() not in FILE_BUILDERS:
+        raise UserInputError(
+            f"{path}: unknown extension '{path.suffix}' (use {', '.join(FILE_BUILDERS)})"
+        )
+    if path.stat().st_size == 0:
+        raise UserInputError(f"{path}: empty file")
+    builder, options = FILE_BUILDERS[path.suffix.lower()]
+    if builder != "parquet":
+        _require_utf8(path)
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except DatasetGenerationError as error:
+        cause = error.__cause__ or error.__context__ or error
+        raise UserInputError(f"{path}: not readable as {path.suffix[1:]}: {cause}") from None
+    except ValueError:
+        # The builders parse a header-only csv into zero rows, and loading a split of none fails.
+        raise UserInputError(f"{path}: no rows") from None
+
+
+def _require_utf8(path: Path) -> None:
+    # The json builder replaces undecodable bytes silently, so check before it reads the file.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not UTF-8 text") from None
+
+
+# --- one schema for every source -----------------------------------------------------------------
+
+
+def _label_namer(feature: Any, where: str) -> Callable[[Any], str]:
+    if not isinstance(feature, datasets.ClassLabel):
+        return str
+
+    def name_of(value: Any) -> str:
+        if not isinstance(value, int) or not 0 <= value < feature.num_classes:
+            raise UserInputError(
+                f"{where}: label {value!r} is not one of the {feature.num_classes} class ids"
+            )
+        return feature.int2str(value)
+
+    return name_of
+
+
+def _require_columns(dataset: datasets.Dataset, columns: list[str], where: str) -> None:
+    for column in columns:
+        if column not in dataset.column_names:
+            columns = ", ".join(dataset.column_names)
+            raise UserInputError(f"{where}: no column '{column}' (columns: {columns})")
+
+
+def _label_names(train: datasets.Dataset, label_field: str, where: str) -> list[str]:
+    _require_columns(train, [label_field], where)
+    feature = train.features[label_field]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    values = [value for value in train.unique(label_field) if value is not None]
+    return [str(value) for value in sorted(values)]
+
+
+def _to_task_schema(
+    dataset: datasets.Dataset,
+    text_fields: list[str],
+    label_field: str,
+    label_names: list[str],
+    where: str,
+) -> datasets.Dataset:
+    """Select `text_fields` and the label column; map labels (by name) to the source label ids."""
+    _require_columns(dataset, [*text_fields, label_field], where)
+    if len(dataset) == 0:
+        raise UserInputError(f"{where}: no rows")
+    name_of = _label_namer(dataset.features[label_field], where)
+    values = dataset.unique(label_field)
+    if None in values:
+        raise UserInputError(f"{where}: some rows have no '{label_field}'")
+    label_id = {name: index for index, name in enumerate(label_names)}
+    unknown = sorted({name_of(value) for value in values} - label_id.keys())
+    if unknown:
+        raise UserInputError(f"{where}: labels not in the source train split: {', '.join(unknown)}")
+    id_of_value = {value: label_id[name_of(value)] for value in values}
+    features = datasets.Features(
+        {**{column: datasets.Value("string") for column in text_fields}, "label": datasets.Value("int64")}
+    )
+    return dataset.select_columns([*text_fields, label_field]).map(
+        lambda batch: {"label": [id_of_value[value] for value in batch[label_field]]},
+        batched=True,
+        remove_columns=[] if label_field == "label" else [label_field],
+        features=features,
+    )
