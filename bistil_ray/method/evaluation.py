@@ -1,0 +1,246 @@
+"""Zero-shot evaluation of sequence classifiers, and efficiency measured against the teacher.
+
+Scores: accuracy and macro-F1. Efficiency: parameter count, size on disk, batch-1 latency and
+batch-32 throughput, all models timed in one process, interleaved, on the same texts, so that
+background load and CPU frequency changes hit teacher and student alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+
+from bistil_ray.errors import UserInputError
+
+THROUGHPUT_BATCH_SIZE = 32
+LATENCY_SAMPLE_SIZE = 16
+
+# What a user ships to run a saved model; model cards and run metadata do not count.
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
+
+
+# --- scores ------------------------------------------------------------------------------------------
+
+
+def classification_scores(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1.
+
+    Macro-F1 averages per-label F1 = 2TP / (2TP + FP + FN) over the labels that occur in `labels`
+    or in `predictions` (the union), like scikit-learn's `f1_score(average="macro")`: a gold label
+    the model never predicts counts as F1 0, a label that is in neither is left out.
+    """
+    predictions = np.asarray(predictions)
+    labels = np.asarray(labels)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{predictions.shape[0]} predictions for {labels.shape[0]} labels")
+    if labels.size == 0:
+        raise UserInputError("label: no examples to score")
+    for name, values in (("label", labels), ("prediction", predictions)):
+        if values.min() < 0 or values.max() >= num_labels:
+            raise UserInputError(f"{name}: values must lie in [0, {num_labels}), got {values.min()}..{values.max()}")
+    true_positives = np.bincount(labels[predictions == labels], minlength=num_labels)
+    predicted = np.bincount(predictions, minlength=num_labels)
+    gold = np.bincount(labels, minlength=num_labels)
+    present = (predicted + gold) > 0
+    f1 = 2 * true_positives[present] / (predicted[present] + gold[present])
+    return {"accuracy": float(np.mean(predictions == labels)), "macro_f1": float(f1.mean())}
+
+
+# --- prediction ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """`model.eval()` for the block, then back to whatever mode the caller had (e.g. mid-training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _columns(dataset: Dataset, text_fields: list[str]) -> list[list[str]]:
+    missing = [field for field in text_fields if field not in dataset.column_names]
+    if missing:
+        raise UserInputError(f"text field {missing[0]!r}: not a column of the dataset ({dataset.column_names})")
+    return [list(dataset[field]) for field in text_fields]
+
+
+@torch.inference_mode()
+def predict(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    text_fields: list[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Predicted label ids in dataset order.
+
+    Examples are batched longest first so each batch pads to nearly its own length, then the
+    predictions are put back in the original order.
+    """
+    if len(dataset) == 0:
+        return np.zeros(0, dtype=np.int64)
+    encoded = tokenizer(*_columns(dataset, text_fields), truncation=True, max_length=max_length)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    predictions = np.empty(len(dataset), dtype=np.int64)
+    model.to(device)
+    with evaluation_mode(model):
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            batch = tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in indices], return_tensors="pt")
+            logits = model(**batch.to(device)).logits
+            predictions[indices] = logits.argmax(dim=-1).cpu().numpy()
+    return predictions
+
+
+def evaluate_classifier(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    text_fields: list[str],
+    num_labels: int,
+    **predict_options,
+) -> dict[str, float]:
+    """Accuracy and macro-F1 of `model` on `dataset` (gold labels in its "label" column)."""
+    if "label" not in dataset.column_names:
+        raise UserInputError(f"label: not a column of the dataset ({dataset.column_names})")
+    predictions = predict(model, tokenizer, dataset, text_fields, **predict_options)
+    return classification_scores(predictions, np.asarray(dataset["label"]), num_labels)
+
+
+# --- efficiency ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Efficiency:
+    parameters: int
+    bytes_on_disk: int | None
+    latency_ms_batch1: float
+    throughput_batch32: float  # sequences per second
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied weights counted once)."""
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the weight, config and tokenizer files of a saved model directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserInputError(f"{path}: not a model directory")
+    return sum(
+        entry.stat().st_size
+        for entry in path.iterdir()
+        if entry.is_file()
+        and (entry.suffix in WEIGHT_SUFFIXES or entry.name in TOKENIZER_FILES or entry.name == "config.json")
+    )
+
+
+@dataclass
+class _TimingInputs:
+    single: list[BatchEncoding]  # one text each, the latency sample
+    batch: BatchEncoding  # THROUGHPUT_BATCH_SIZE texts padded to the longest
+
+
+def _timing_inputs(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int, device: str | torch.device
+) -> _TimingInputs:
+    def encode(sample: list[str]) -> BatchEncoding:
+        return tokenizer(sample, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+
+    batch_texts = [texts[i % len(texts)] for i in range(THROUGHPUT_BATCH_SIZE)]
+    return _TimingInputs(
+        single=[encode([text]) for text in texts[:LATENCY_SAMPLE_SIZE]], batch=encode(batch_texts)
+    )
+
+
+def _synchronize(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_forward(model: PreTrainedModel, inputs: BatchEncoding, device: str | torch.device) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    model(**inputs)
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def measure_efficiency(
+    models: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+    texts: list[str],
+    *,
+    max_length: int = 128,
+    warmup: int = 3,
+    repeats: int = 5,
+    device: str | torch.device = "cpu",
+    seconds_budget: float = 3.0,
+    directories: dict[str, Path] | None = None,
+) -> dict[str, Efficiency]:
+    """Time every model on the same texts, each tokenized by the model's own tokenizer.
+
+    After `warmup` untimed passes per model, rounds go round-robin over the models: per round each
+    model runs the latency sample (the first 16 texts) one text at a time, then one batch of 32
+    texts (cycled if fewer). Rounds stop after `repeats`, or earlier once about `seconds_budget`
+    seconds per model have been spent, warm-up included (at least one round always runs). Latency is the median
+    batch-1 forward time; throughput is 32 over the median batch-32 forward time. Tokenization is
+    not timed. `directories` maps a model name to its saved directory for `bytes_on_disk`.
+    """
+    if not texts:
+        raise UserInputError("texts: need at least one text to time")
+    inputs = {name: _timing_inputs(tokenizer, texts, max_length, device) for name, (_, tokenizer) in models.items()}
+    single_times: dict[str, list[float]] = {name: [] for name in models}
+    batch_times: dict[str, list[float]] = {name: [] for name in models}
+    deadline = time.perf_counter() + seconds_budget * len(models)
+    with ExitStack() as modes:
+        for model, _ in models.values():
+            modes.enter_context(evaluation_mode(model.to(device)))
+        for name, (model, _) in models.items():
+            for _ in range(warmup):
+                model(**inputs[name].single[0])
+                model(**inputs[name].batch)
+        for _ in range(repeats):
+            for name, (model, _) in models.items():
+                single_times[name] += [_timed_forward(model, one, device) for one in inputs[name].single]
+                batch_times[name].append(_timed_forward(model, inputs[name].batch, device))
+            if time.perf_counter() > deadline:
+                break
+    directories = directories or {}
+    return {
+        name: Efficiency(
+            parameters=count_parameters(model),
+            bytes_on_disk=directory_bytes(directories[name]) if name in directories else None,
+            latency_ms_batch1=1000 * statistics.median(single_times[name]),
+            throughput_batch32=THROUGHPUT_BATCH_SIZE / statistics.median(batch_times[name]),
+        )
+        for name, (model, _) in models.items()
+    }

@@ -1,0 +1,144 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    PreTrainedTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
+)
+
+from bistil_ray.errors import UserInputError
+from bistil_ray.method.export import export_student, load_exported
+
+WORDS = "the cat dog sat on a mat ran fast house tree o gato correu casa árvore".split()
+SENTENCES = ["the cat sat on a mat", "o gato correu", "a dog ran fast to the house", "árvore casa tree"]
+LABELS = ["greetings", "food", "sports"]
+
+# Runs in a fresh interpreter that has only transformers: what a user who downloads the directory has.
+LOAD_WITHOUT_THIS_PACKAGE = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    directories, sentences = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    results = {}
+    for directory in directories:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+        with torch.inference_mode():
+            logits = model(**tokenizer(sentences, padding=True, return_tensors="pt")).logits
+        results[directory] = {
+            "logits": logits.tolist(),
+            "labels": [model.config.id2label[i] for i in logits.argmax(-1).tolist()],
+        }
+    assert "bistil_ray" not in sys.modules
+    print(json.dumps(results))
+    """
+)
+
+
+def bert_student() -> tuple[BertForSequenceClassification, BertTokenizerFast]:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizerFast(vocab={piece: index for index, piece in enumerate(vocab)})
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=len(LABELS), initializer_range=0.5,
+    )
+    return BertForSequenceClassification(config).eval(), tokenizer
+
+
+def xlmr_student() -> tuple[XLMRobertaForSequenceClassification, PreTrainedTokenizerFast]:
+    """An XLM-R-family student with a generic fast tokenizer, the kind vocabulary trimming builds."""
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", *WORDS, "<mask>"]
+    backend = Tokenizer(models.WordLevel({piece: index for index, piece in enumerate(pieces)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_input_names=["input_ids", "attention_mask"],
+    )
+    torch.manual_seed(1)
+    config = XLMRobertaConfig(
+        vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=len(LABELS), initializer_range=0.5, pad_token_id=1,
+    )
+    return XLMRobertaForSequenceClassification(config).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, tuple[Path, torch.nn.Module, object]]:
+    root = tmp_path_factory.mktemp("exports")
+    directories = {}
+    for name, build in (("bert", bert_student), ("xlmr", xlmr_student)):
+        model, tokenizer = build()
+        metadata = {"teacher": "intfloat/multilingual-e5-small", "source_lang": "en", "target_lang": "pt",
+                    "scores": {"target_accuracy": 0.8125}, "vocabulary": root / "vocab"}
+        out = export_student(model, tokenizer, root / name, label_names=LABELS, extra_metadata=metadata)
+        directories[name] = (out, model, tokenizer)
+    return directories
+
+
+def in_process_logits(model: torch.nn.Module, tokenizer) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits
+
+
+def test_a_fresh_interpreter_without_this_package_loads_identical_models(exported):
+    directories = [str(out) for out, _, _ in exported.values()]
+    completed = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_THIS_PACKAGE, json.dumps(directories), json.dumps(SENTENCES)],
+        capture_output=True, text=True, timeout=120, cwd=Path(directories[0]).parent,
+    )
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for out, model, tokenizer in exported.values():
+        expected = in_process_logits(model, tokenizer)
+        assert torch.equal(torch.tensor(results[str(out)]["logits"], dtype=expected.dtype), expected)
+        assert results[str(out)]["labels"] == [LABELS[i] for i in expected.argmax(-1).tolist()]
+
+
+def test_directory_is_a_standard_safetensors_model_with_labels_and_card(exported):
+    out, model, _ = exported["bert"]
+    names = {entry.name for entry in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "bistil_ray.json"} <= names
+    assert not [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "greetings", "1": "food", "2": "sports"}
+    assert config["label2id"] == {"greetings": 0, "food": 1, "sports": 2}
+    assert config["problem_type"] == "single_label_classification"
+    metadata = json.loads((out / "bistil_ray.json").read_text())
+    assert metadata["scores"] == {"target_accuracy": 0.8125} and metadata["vocabulary"].endswith("vocab")
+    card = (out / "README.md").read_text()
+    assert "intfloat/multilingual-e5-small" in card and "en → pt" in card and "0.8125" in card
+    assert not list(out.parent.glob(".tmp-*"))
+
+
+def test_load_exported_returns_the_same_model(exported):
+    out, model, tokenizer = exported["xlmr"]
+    loaded, loaded_tokenizer = load_exported(out)
+    assert not loaded.training
+    assert loaded_tokenizer.convert_ids_to_tokens(loaded_tokenizer("o gato")["input_ids"]) == ["<s>", "o", "gato", "</s>"]
+    assert torch.equal(in_process_logits(loaded, loaded_tokenizer), in_process_logits(model, tokenizer))
+
+
+def test_export_refuses_an_existing_directory_and_wrong_label_names(tmp_path: Path):
+    model, tokenizer = bert_student()
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(UserInputError, match="already exists"):
+        export_student(model, tokenizer, tmp_path / "taken", label_names=LABELS)
+    with pytest.raises(UserInputError, match="label_names"):
+        export_student(model, tokenizer, tmp_path / "new", label_names=LABELS[:2])
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(UserInputError, match="config.json"):
+        load_exported(tmp_path / "taken")
