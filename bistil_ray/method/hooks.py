@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol
 
 class TrainHooks(Protocol):
     resume_from: Path | None
+    wants_checkpoints: bool
 
     def on_evaluation(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         """Called on every rank at every evaluation; `checkpoint` is set on rank 0 only."""
@@ -28,6 +29,10 @@ class LocalHooks:
 
     checkpoint_dir: Path | None = None
     log: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def wants_checkpoints(self) -> bool:
+        return self.checkpoint_dir is not None
 
     @property
     def resume_from(self) -> Path | None:

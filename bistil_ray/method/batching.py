@@ -1,0 +1,131 @@
+"""Tokenised examples, length-bucketed batches with dynamic padding, resumable by step.
+
+The batch of step `s` is a pure function of (seed, s, rank, world size): a loop that resumes at step
+`s` sees exactly the batches it would have seen, with no sampler state to save. Examples of similar
+length share a batch (padding waste stays small) while the order of batches is still shuffled.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+Example = dict[str, list[int] | int]
+
+
+def tokenize_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    text_pairs: Sequence[str] | None = None,
+    labels: Sequence[int] | None = None,
+) -> list[Example]:
+    """Unpadded examples: input_ids (and token_type_ids where the model has them), label."""
+    encoded = tokenizer(
+        list(texts),
+        list(text_pairs) if text_pairs is not None else None,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+    )
+    examples: list[Example] = []
+    for index in range(len(texts)):
+        example: Example = {"input_ids": encoded["input_ids"][index]}
+        if "token_type_ids" in encoded:
+            example["token_type_ids"] = encoded["token_type_ids"][index]
+        if labels is not None:
+            example["labels"] = int(labels[index])
+        examples.append(example)
+    return examples
+
+
+def tokenize_dataset(tokenizer, dataset, text_fields: Sequence[str], max_length: int) -> list[Example]:
+    """Examples of a task dataset (columns: text fields and `label`)."""
+    pairs = dataset[text_fields[1]] if len(text_fields) > 1 else None
+    return tokenize_texts(tokenizer, dataset[text_fields[0]], max_length, text_pairs=pairs, labels=dataset["label"])
+
+
+def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest example of the batch (dynamic padding)."""
+    width = max(len(example["input_ids"]) for example in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    token_type_ids = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        length = len(example["input_ids"])
+        input_ids[row, :length] = torch.tensor(example["input_ids"])
+        attention_mask[row, :length] = 1
+        if "token_type_ids" in example:
+            token_type_ids[row, :length] = torch.tensor(example["token_type_ids"])
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in examples[0]:
+        batch["token_type_ids"] = token_type_ids
+    if "labels" in examples[0]:
+        batch["labels"] = torch.tensor([example["labels"] for example in examples], dtype=torch.long)
+    return batch
+
+
+@dataclass
+class BucketedBatches:
+    """An endless, deterministic stream of length-bucketed batches over `examples`.
+
+    Each epoch shuffles the examples, sorts windows of `bucket_size` batches by length, cuts them
+    into batches and shuffles the batches. With several data-parallel ranks, rank r takes every
+    world_size-th batch of the epoch, so ranks see disjoint data and the same number of steps.
+    """
+
+    examples: Sequence[Example]
+    batch_size: int
+    pad_token_id: int
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    bucket_size: int = 50
+
+    def __post_init__(self) -> None:
+        if len(self.examples) < self.batch_size * self.world_size:
+            raise ValueError(
+                f"{len(self.examples)} examples cannot fill one batch of {self.batch_size} on each of {self.world_size} ranks"
+            )
+        self._epoch_cache: tuple[int, list[list[int]]] | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.examples) // (self.batch_size * self.world_size)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch_cache is not None and self._epoch_cache[0] == epoch:
+            return self._epoch_cache[1]
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.examples)))
+        rng.shuffle(order)
+        window = self.batch_size * self.bucket_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start : start + window], key=lambda i: len(self.examples[i]["input_ids"]))
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        batches = [batch for batch in batches if len(batch) == self.batch_size]
+        rng.shuffle(batches)
+        mine = batches[self.rank :: self.world_size][: self.steps_per_epoch]
+        self._epoch_cache = (epoch, mine)
+        return mine
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        indices = self._epoch_batches(epoch)[position]
+        return collate([self.examples[i] for i in indices], self.pad_token_id)
+
+
+def fixed_batches(examples: Sequence[Example], batch_size: int, pad_token_id: int) -> list[dict[str, torch.Tensor]]:
+    """Validation batches: every example once, sorted by length, in order."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    return [
+        collate([examples[i] for i in order[start : start + batch_size]], pad_token_id)
+        for start in range(0, len(order), batch_size)
+    ]

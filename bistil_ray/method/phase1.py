@@ -1,0 +1,186 @@
+"""Phase 1: general bilingual distillation of the teacher into a shallower student.
+
+Unlabelled text of the source and target language; each step the student matches the teacher's
+hidden states (embedding output included) and attention maps on the layers its `LayerMap` pairs.
+Read `train_phase1` top to bottom: it is the whole procedure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from bistil_ray.config import Phase1Config
+from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
+from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.losses import LossWeights, distillation_loss, forward_kwargs
+from bistil_ray.method.student import LayerMap
+from bistil_ray.method.training import (
+    ThroughputMeter,
+    autocast,
+    inference_flops_per_token,
+    load_tensors,
+    load_training_state,
+    make_optimizer,
+    make_schedule,
+    rank_and_world,
+    report_evaluation,
+    save_training_state,
+    to_device,
+    training_device,
+    training_flops_per_token,
+    unwrap,
+    wrap_for_data_parallel,
+)
+
+
+@dataclass
+class BilingualText:
+    """Tokenised unlabelled text (trimmed vocabulary ids) of both languages."""
+
+    source: Sequence[Example]
+    target: Sequence[Example]
+    validation: Sequence[Example]
+
+
+def phase1_weights(config: Phase1Config) -> LossWeights:
+    return LossWeights(hidden=config.alpha_hidden, attn=config.alpha_attn, ce=0.0, mlm=config.alpha_mlm)
+
+
+def bilingual_stream(text: BilingualText, config: Phase1Config, pad_token_id: int):
+    """step -> batch. "alternate": even steps source, odd steps target; "mixed": one shuffled pool."""
+    rank, world = rank_and_world()
+
+    def stream(examples: Sequence[Example], seed: int) -> BucketedBatches:
+        return BucketedBatches(examples, config.batch_size, pad_token_id, seed=seed, rank=rank, world_size=world)
+
+    if config.batching == "mixed":
+        pool = stream(list(text.source) + list(text.target), config.seed)
+        return pool.batch
+    source, target = stream(text.source, config.seed), stream(text.target, config.seed + 1)
+    return lambda step: (source if step % 2 == 0 else target).batch(step // 2)
+
+
+def distill_step_loss(
+    student: nn.Module,
+    teacher: PreTrainedModel,
+    batch: dict[str, torch.Tensor],
+    weights: LossWeights,
+    layer_map: LayerMap,
+    projection: torch.Tensor | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.no_grad():
+        teacher_out = teacher(**inputs, **forward_kwargs(weights))
+    student_out = student(**inputs, **forward_kwargs(weights))
+    return distillation_loss(
+        weights,
+        attention_mask=batch["attention_mask"],
+        student_hidden=student_out.hidden_states,
+        teacher_hidden=teacher_out.hidden_states,
+        hidden_pairs=layer_map.hidden_pairs,
+        student_attn=student_out.attentions,
+        teacher_attn=teacher_out.attentions,
+        attention_pairs=layer_map.attention_pairs,
+        projection=projection,
+    )
+
+
+@torch.no_grad()
+def validation_loss(student, teacher, batches, weights, layer_map, projection, device) -> float:
+    student.eval()
+    total, tokens = 0.0, 0
+    for batch in batches:
+        batch = to_device(batch, device)
+        with autocast(device):
+            loss, _ = distill_step_loss(student, teacher, batch, weights, layer_map, projection)
+        count = int(batch["attention_mask"].sum())
+        total, tokens = total + loss.item() * count, tokens + count
+    student.train()
+    return total / max(tokens, 1)
+
+
+def train_phase1(
+    teacher: PreTrainedModel,
+    student: PreTrainedModel,
+    layer_map: LayerMap,
+    projection: torch.Tensor | None,
+    text: BilingualText,
+    config: Phase1Config,
+    hooks: TrainHooks,
+    pad_token_id: int,
+    log: Any = print,
+) -> dict[str, float]:
+    """Distil `teacher` into `student` in place; on return `student` holds the best weights
+    by validation loss. Returns the final metrics."""
+    device = training_device()
+    torch.manual_seed(config.seed)
+    weights = phase1_weights(config)
+    teacher.to(device).eval()
+    model = wrap_for_data_parallel(student, device)
+    model.train()
+    optimizer = make_optimizer(student.named_parameters(), config)
+    scheduler = make_schedule(optimizer, config.steps, config.warmup_ratio)
+    next_batch = bilingual_stream(text, config, pad_token_id)
+    validation = fixed_batches(text.validation, config.batch_size, pad_token_id)
+
+    start_step, best_loss, best_weights = 0, math.inf, None
+    if hooks.resume_from is not None:
+        state = load_training_state(hooks.resume_from, optimizer, scheduler)
+        student.load_state_dict(load_tensors(hooks.resume_from, "student"))
+        best_weights = load_tensors(hooks.resume_from, "best")
+        start_step, best_loss = state["step"], state["best_loss"]
+        log(f"phase 1: resumed at step {start_step}")
+
+    meter = ThroughputMeter(device)
+    metrics: dict[str, float] = {}
+    for step in range(start_step, config.steps):
+        batch = to_device(next_batch(step), device)
+        with autocast(device):
+            loss, parts = distill_step_loss(model, teacher, batch, weights, layer_map, projection)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        tokens = int(batch["attention_mask"].sum())
+        width = batch["input_ids"].shape[1]
+        meter.add(tokens, tokens * (training_flops_per_token(student, width) + inference_flops_per_token(teacher, width)))
+
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device)
+            if val_loss < best_loss:
+                best_loss = val_loss
+                best_weights = {key: value.detach().cpu().clone() for key, value in student.state_dict().items()}
+            metrics = {
+                "phase": "phase1",
+                "step": step + 1,
+                "loss": loss.item(),
+                **parts,
+                "val_loss": val_loss,
+                "best_val_loss": best_loss,
+                "lr": scheduler.get_last_lr()[0],
+                **meter.read(),
+            }
+            log(
+                f"phase 1 step {step + 1}/{config.steps}: loss {loss.item():.4f} val {val_loss:.4f} "
+                f"{metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
+            )
+            state = {"step": step + 1, "best_loss": best_loss}
+            report_evaluation(
+                hooks,
+                metrics,
+                lambda directory: save_training_state(
+                    directory, {"student": unwrap(model).state_dict(), "best": best_weights}, optimizer, scheduler, state
+                ),
+            )
+
+    if best_weights is not None:
+        student.load_state_dict(best_weights)
+    return metrics

@@ -1,0 +1,109 @@
+"""The task teacher: the multilingual teacher fine-tuned on source-language task data.
+
+Built once per (teacher, task, source language) and reused for every target language and trial.
+The best checkpoint by source-validation accuracy is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from transformers import PreTrainedModel
+
+from bistil_ray.config import TaskTeacherConfig
+from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
+from bistil_ray.method.evaluation import classification_scores
+from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.training import (
+    ThroughputMeter,
+    autocast,
+    load_tensors,
+    load_training_state,
+    make_optimizer,
+    make_schedule,
+    predict_batches,
+    rank_and_world,
+    report_evaluation,
+    save_training_state,
+    to_device,
+    training_device,
+    training_flops_per_token,
+    unwrap,
+    wrap_for_data_parallel,
+)
+
+
+def train_task_teacher(
+    model: PreTrainedModel,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    config: TaskTeacherConfig,
+    hooks: TrainHooks,
+    pad_token_id: int,
+    log: Any = print,
+) -> dict[str, float]:
+    """Fine-tune `model` (a *ForSequenceClassification) in place; it ends with its best weights."""
+    device = training_device()
+    rank, world = rank_and_world()
+    torch.manual_seed(config.seed)
+    network = wrap_for_data_parallel(model, device)
+    network.train()
+    optimizer = make_optimizer(model.named_parameters(), config)
+    scheduler = make_schedule(optimizer, config.steps, config.warmup_ratio)
+    batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
+    validation_batches = fixed_batches(validation, 64, pad_token_id)
+
+    start_step, best_accuracy, best_weights = 0, -1.0, None
+    if hooks.resume_from is not None:
+        state = load_training_state(hooks.resume_from, optimizer, scheduler)
+        model.load_state_dict(load_tensors(hooks.resume_from, "model"))
+        best_weights = load_tensors(hooks.resume_from, "best")
+        start_step, best_accuracy = state["step"], state["best_accuracy"]
+        log(f"task teacher: resumed at step {start_step}")
+
+    meter = ThroughputMeter(device)
+    metrics: dict[str, float] = {}
+    for step in range(start_step, config.steps):
+        batch = to_device(batches.batch(step), device)
+        with autocast(device):
+            loss = network(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens = int(batch["attention_mask"].sum())
+        meter.add(tokens, tokens * training_flops_per_token(model, batch["input_ids"].shape[1]))
+
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            predictions, labels = predict_batches(network, validation_batches, device)
+            scores = classification_scores(predictions, labels, model.config.num_labels)
+            if scores["accuracy"] > best_accuracy:
+                best_accuracy = scores["accuracy"]
+                best_weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+            metrics = {
+                "phase": "task_teacher",
+                "step": step + 1,
+                "loss": loss.item(),
+                "source_accuracy": scores["accuracy"],
+                "source_macro_f1": scores["macro_f1"],
+                "best_source_accuracy": best_accuracy,
+                **meter.read(),
+            }
+            log(
+                f"task teacher step {step + 1}/{config.steps}: loss {loss.item():.4f} "
+                f"source acc {scores['accuracy']:.3f} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
+            )
+            state = {"step": step + 1, "best_accuracy": best_accuracy}
+            report_evaluation(
+                hooks,
+                metrics,
+                lambda directory: save_training_state(
+                    directory, {"model": unwrap(network).state_dict(), "best": best_weights}, optimizer, scheduler, state
+                ),
+            )
+
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    return metrics

@@ -1,0 +1,261 @@
+"""The steps of one BiStil run, each a plain function from inputs to a model directory.
+
+    resolve_inputs ─► build_task_teacher ─┐
+                   ─► build_vocabulary ─► build_phase1_student ─► run_phase2 ─► evaluate_student
+
+No Ray here: `bistil_ray.run` calls these in one process, the orchestration layer calls the training
+steps inside Ray Train workers. Training steps run identically on every data-parallel rank; rank 0
+writes `out_dir`, an empty directory that the caller publishes atomically afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+from bistil_ray.assets.teachers import resolve_teacher
+from bistil_ray.config import (
+    Phase1Config,
+    Phase2Config,
+    RunConfig,
+    StudentConfig,
+    TaskTeacherConfig,
+    VocabularyConfig,
+)
+from bistil_ray.data.corpora import load_corpus
+from bistil_ray.data.tasks import TaskData, load_task
+from bistil_ray.method.batching import tokenize_dataset, tokenize_texts
+from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_classifier, measure_efficiency
+from bistil_ray.method.export import load_exported, write_student_directory
+from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.losses import attention_implementation
+from bistil_ray.method.phase1 import BilingualText, phase1_weights, train_phase1
+from bistil_ray.method.phase2 import phase2_weights, train_phase2
+from bistil_ray.method.student import LayerMap, build_student
+from bistil_ray.method.task_teacher import train_task_teacher
+from bistil_ray.method.training import is_main_process
+from bistil_ray.method.vocabulary import BilingualVocabulary, build_bilingual_vocabulary, trim_embeddings
+
+PROJECTION_FILE = "bistil_projection.safetensors"
+Log = Callable[[str], None]
+
+
+@dataclass
+class Inputs:
+    """Everything a run reads: the resolved teacher, the task data and the phase-1 text."""
+
+    run: RunConfig
+    teacher_path: str
+    task: TaskData
+    source_text: list[str]
+    target_text: list[str]
+
+    @property
+    def target_test(self):
+        return self.task.target_test[self.run.target_lang]
+
+
+def resolve_inputs(run: RunConfig) -> Inputs:
+    teacher_path = resolve_teacher(run.teacher, trust_remote_code=run.trust_remote_code)
+    task = load_task(run.task, run.source_lang, [run.target_lang])
+    return Inputs(
+        run=run,
+        teacher_path=teacher_path,
+        task=task,
+        source_text=load_corpus(run.task, run.corpora, run.source_lang),
+        target_text=load_corpus(run.task, run.corpora, run.target_lang),
+    )
+
+
+def _labels(task: TaskData) -> dict[str, Any]:
+    return {
+        "num_labels": task.num_labels,
+        "id2label": dict(enumerate(task.label_names)),
+        "label2id": {name: index for index, name in enumerate(task.label_names)},
+    }
+
+
+def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path, hooks: TrainHooks, log: Log = print) -> dict:
+    """Fine-tune the teacher on source-language task data; best by source validation."""
+    tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code, **_labels(inputs.task)
+    )
+    fields = inputs.task.text_fields
+    train = tokenize_dataset(tokenizer, inputs.task.source_train, fields, config.max_length)
+    validation = tokenize_dataset(tokenizer, inputs.task.source_validation, fields, config.max_length)
+    metrics = train_task_teacher(model, train, validation, config, hooks, tokenizer.pad_token_id, log=log)
+    if is_main_process():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    return metrics
+
+
+def build_vocabulary(inputs: Inputs, config: VocabularyConfig, out_dir: Path) -> dict:
+    """The bilingual vocabulary: phase-1 text of both languages plus the source task's training text."""
+    tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
+    source = inputs.source_text + list(inputs.task.source_train[inputs.task.text_fields[0]])
+    vocabulary = build_bilingual_vocabulary(tokenizer, source, inputs.target_text, config.threshold)
+    vocabulary.save(out_dir)
+    return {"vocab_size": vocabulary.size, "teacher_vocab_size": len(tokenizer)}
+
+
+def bilingual_text(tokenizer, source: list[str], target: list[str], config: Phase1Config) -> BilingualText:
+    """Tokenise both corpora; hold out a deterministic validation sample of each."""
+
+    def split(texts: list[str]) -> tuple[list[str], list[str]]:
+        shuffled = sorted(texts)
+        random.Random(config.seed).shuffle(shuffled)
+        held_out = min(config.validation_sentences, len(shuffled) // 10)
+        return shuffled[held_out:], shuffled[:held_out]
+
+    source_train, source_validation = split(source)
+    target_train, target_validation = split(target)
+    return BilingualText(
+        source=tokenize_texts(tokenizer, source_train, config.max_length),
+        target=tokenize_texts(tokenizer, target_train, config.max_length),
+        validation=tokenize_texts(tokenizer, source_validation + target_validation, config.max_length),
+    )
+
+
+def build_phase1_student(
+    inputs: Inputs,
+    vocab_dir: Path,
+    student_config: StudentConfig,
+    config: Phase1Config,
+    out_dir: Path,
+    hooks: TrainHooks,
+    log: Log = print,
+) -> dict:
+    """General bilingual distillation into a shallower student with the trimmed vocabulary."""
+    vocabulary = BilingualVocabulary.load(vocab_dir)
+    teacher = AutoModel.from_pretrained(
+        inputs.teacher_path,
+        attn_implementation=attention_implementation(phase1_weights(config)),
+        trust_remote_code=inputs.run.trust_remote_code,
+    )
+    trim_embeddings(teacher, vocabulary.kept_ids)
+    student, layer_map, projection = build_student(teacher, student_config)
+    text = bilingual_text(vocabulary.tokenizer, inputs.source_text, inputs.target_text, config)
+    metrics = train_phase1(
+        teacher, student, layer_map, projection, text, config, hooks, vocabulary.tokenizer.pad_token_id, log=log
+    )
+    if is_main_process():
+        student.save_pretrained(out_dir)
+        vocabulary.tokenizer.save_pretrained(out_dir)
+        layer_map.save(out_dir)
+        if projection is not None:
+            save_file({"projection": projection.contiguous()}, out_dir / PROJECTION_FILE)
+    return {**metrics, "student_layers": student.config.num_hidden_layers}
+
+
+def _copy_task_head(teacher, student) -> bool:
+    """Start the student's head (pooler, classifier) from the task teacher's when shapes match."""
+    student_state = student.state_dict()
+    head = {
+        key: value
+        for key, value in teacher.state_dict().items()
+        if key.startswith(("classifier", "bert.pooler", "roberta.pooler", "pooler"))
+        and key in student_state
+        and student_state[key].shape == value.shape
+    }
+    student.load_state_dict(head, strict=False)
+    return bool(head)
+
+
+def run_phase2(
+    inputs: Inputs,
+    phase1_dir: Path,
+    task_teacher_dir: Path,
+    vocab_dir: Path,
+    config: Phase2Config,
+    out_dir: Path,
+    hooks: TrainHooks,
+    log: Log = print,
+) -> dict:
+    """Task distillation with LT-SFT; writes the shippable student directory."""
+    vocabulary = BilingualVocabulary.load(vocab_dir)
+    attention = attention_implementation(phase2_weights(config))
+    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, attn_implementation=attention)
+    trim_embeddings(teacher, vocabulary.kept_ids)
+    student = AutoModelForSequenceClassification.from_pretrained(
+        phase1_dir, attn_implementation=attention, **_labels(inputs.task)
+    )
+    _copy_task_head(teacher, student)
+    layer_map = LayerMap.load(phase1_dir)
+    projection_file = Path(phase1_dir) / PROJECTION_FILE
+    projection = load_file(projection_file)["projection"] if projection_file.exists() else None
+
+    fields = inputs.task.text_fields
+    train = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_train, fields, config.max_length)
+    validation = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_validation, fields, config.max_length)
+    metrics = train_phase2(
+        teacher, student, layer_map, projection, train, validation, config, hooks, vocabulary.tokenizer.pad_token_id, log=log
+    )
+    if is_main_process():
+        student.config.attn_implementation = "sdpa"
+        run = inputs.run
+        write_student_directory(
+            student,
+            vocabulary.tokenizer,
+            out_dir,
+            label_names=inputs.task.label_names,
+            extra_metadata={
+                "teacher": run.teacher,
+                "task": run.task.name,
+                "source_lang": run.source_lang,
+                "target_lang": run.target_lang,
+                "density": config.density,
+                "student_layers": student.config.num_hidden_layers,
+            },
+        )
+    return metrics
+
+
+def evaluate_student(inputs: Inputs, student_dir: Path, task_teacher_dir: Path, *, efficiency: bool = True) -> dict:
+    """Scores of student and task teacher on source validation and the target test set, and their
+    size and speed measured side by side in this process."""
+    task, fields = inputs.task, inputs.task.text_fields
+    student, student_tokenizer = load_exported(student_dir)
+    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
+    target_test = inputs.target_test
+
+    def scores(model, tokenizer, dataset):
+        return evaluate_classifier(model, tokenizer, dataset, fields, task.num_labels)
+
+    student_source = scores(student, student_tokenizer, task.source_validation)
+    student_target = scores(student, student_tokenizer, target_test)
+    teacher_target = scores(teacher, teacher_tokenizer, target_test)
+    result = {
+        "metric": "accuracy",
+        "source_score": student_source["accuracy"],
+        "target_score": student_target["accuracy"],
+        "target_macro_f1": student_target["macro_f1"],
+        "teacher_target_score": teacher_target["accuracy"],
+        "teacher_source_score": scores(teacher, teacher_tokenizer, task.source_validation)["accuracy"],
+        "retention": student_target["accuracy"] / max(teacher_target["accuracy"], 1e-12),
+        "vocab_size": len(student_tokenizer),
+        "student_layers": student.config.num_hidden_layers,
+        "student_params": count_parameters(student),
+        "teacher_params": count_parameters(teacher),
+    }
+    if efficiency:
+        texts = list(target_test[fields[0]])[:256]
+        measured = measure_efficiency({"teacher": (teacher, teacher_tokenizer), "student": (student, student_tokenizer)}, texts)
+        result.update(
+            student_bytes=directory_bytes(student_dir),
+            student_latency_ms=measured["student"].latency_ms_batch1,
+            teacher_latency_ms=measured["teacher"].latency_ms_batch1,
+            student_throughput=measured["student"].throughput_batch32,
+            teacher_throughput=measured["teacher"].throughput_batch32,
+            speedup=measured["student"].throughput_batch32 / measured["teacher"].throughput_batch32,
+            latency_speedup=measured["teacher"].latency_ms_batch1 / measured["student"].latency_ms_batch1,
+        )
+    return result
+
