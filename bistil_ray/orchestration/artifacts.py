@@ -1,0 +1,98 @@
+"""Content-addressed artifacts, each built once: task teachers, vocabularies, phase-1 students.
+
+An artifact's key is a hash of everything that determines it: the settings of its step and the
+fingerprints of its inputs (teacher weights, task data, corpora), plus the keys of the artifacts
+it is built from. It lives at `<root>/<kind>/<key>/`, published by one atomic rename, with a
+manifest recording what went into it and what its build measured.
+
+Build-once coordination is a file lock per key on the shared storage, not an actor: the OS releases
+it when its holder dies (a crashed trial, a killed driver), so no stale claim can block a key; it
+also coordinates separate sweeps and drivers that share the storage, which a named actor, scoped
+to one driver's lifetime, could not. Whoever gets the lock first builds; the others wait on it and
+then find the published directory. Waiting trials hold no CPUs, so they cannot starve the builder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+from bistil_ray.atomic import TMP_PREFIX, atomic_directory
+
+# Part of every key: bump it when a change to a step alters what it builds from the same inputs.
+ARTIFACT_FORMAT = 1
+MANIFEST = "bistil_artifact.json"
+
+
+def artifact_key(inputs: dict[str, Any]) -> str:
+    payload = json.dumps({"format": ARTIFACT_FORMAT, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str
+    key: str
+    path: Path
+    metrics: dict[str, Any]  # what its build measured (vocab_size, source_score, ...)
+    cache_hit: bool  # built by someone else: earlier, or while this request waited
+    seconds: float  # this request's time: building, waiting, or just looking
+
+
+class ArtifactStore:
+    def __init__(self, root: Path, poll_interval_s: float = 0.5):
+        self.root = Path(root)
+        self.poll_interval_s = poll_interval_s
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def find(self, kind: str, key: str) -> Path | None:
+        path = self.path(kind, key)
+        return path if path.is_dir() else None
+
+    def get_or_build(self, kind: str, inputs: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> Artifact:
+        """The artifact for `inputs`, calling `build(empty_directory) -> metrics` only if no one has."""
+        started = time.perf_counter()
+        key = artifact_key(inputs)
+        final = self.path(kind, key)
+        if not final.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(final.parent / f"{key}.lock", poll_interval=self.poll_interval_s, preserve_lock_file=True)
+            with lock:
+                if not final.is_dir():
+                    remove_dead_staging(final)
+                    metrics = self._build(final, kind, key, inputs, build)
+                    return Artifact(kind, key, final, metrics, False, time.perf_counter() - started)
+        manifest = json.loads((final / MANIFEST).read_text())
+        return Artifact(kind, key, final, manifest["metrics"], True, time.perf_counter() - started)
+
+    @staticmethod
+    def _build(final: Path, kind: str, key: str, inputs: dict[str, Any], build: Callable[[Path], dict]) -> dict:
+        started = time.perf_counter()
+        with atomic_directory(final) as staging:
+            metrics = build(staging)
+            manifest = {
+                "kind": kind,
+                "key": key,
+                "inputs": inputs,
+                "metrics": metrics,
+                "build_seconds": time.perf_counter() - started,
+                "built_at": datetime.now(timezone.utc).isoformat(),
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        return metrics
+
+
+def remove_dead_staging(final: Path) -> None:
+    """Staging folders for `final` left by writers that died; call only as its one live writer."""
+    for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Where a sweep keeps things under `--storage` (a local folder, or one every node mounts).
+
+    <storage>/artifacts/<kind>/<key>/       built once, shared by every trial, pair and later sweep
+    <storage>/artifacts/.train/<kind>-<key> Ray Train checkpoints of an artifact being built
+    <storage>/<sweep>/                      the Tune experiment (what --resume restores)
+    <storage>/<sweep>/sweep.json            the validated configuration the sweep started with
+    <storage>/<sweep>/trials.parquet        one row per finished, failed or pruned trial
+    <storage>/<sweep>/summary.parquet       per pair: the best trial and the Pareto members
+    <storage>/<sweep>/students/<trial_id>/  each trial's student, a Hugging Face model directory
+    <storage>/<sweep>/results/<trial_id>.json  each finished trial's final result
+    <storage>/<sweep>/train/phase2-<trial>  Ray Train checkpoints of a trial's phase 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bistil_ray.errors import UserInputError
+
+
+def storage_root(value: str) -> Path:
+    """`--storage` as an absolute local path; `file://` URIs are accepted."""
+    parsed = urlparse(value)
+    if parsed.scheme == "file":
+        return Path(parsed.path).resolve()
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise UserInputError(
+            f"--storage {value}: only local paths and file:// URIs are supported; mount remote storage "
+            "(NFS, s3fs, gcsfuse) on every node and pass the mount point"
+        )
+    return Path(value).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    storage: Path
+    sweep: str
+
+    @property
+    def artifacts(self) -> Path:
+        return self.storage / "artifacts"
+
+    @property
+    def artifact_train_runs(self) -> Path:
+        return self.artifacts / ".train"
+
+    @property
+    def experiment(self) -> Path:
+        return self.storage / self.sweep
+
+    @property
+    def config_snapshot(self) -> Path:
+        return self.experiment / "sweep.json"
+
+    @property
+    def trials_table(self) -> Path:
+        return self.experiment / "trials.parquet"
+
+    @property
+    def summary_table(self) -> Path:
+        return self.experiment / "summary.parquet"
+
+    @property
+    def students(self) -> Path:
+        return self.experiment / "students"
+
+    def trial_result(self, trial_id: str) -> Path:
+        return self.experiment / "results" / f"{trial_id}.json"
+
+    @property
+    def train_runs(self) -> Path:
+        return self.experiment / "train"

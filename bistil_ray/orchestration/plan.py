@@ -1,0 +1,72 @@
+"""`--dry-run`: what a sweep would do, from its configuration alone (no Ray, no downloads, no writes)."""
+
+from __future__ import annotations
+
+import math
+
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.sweep_config import SweepConfig
+
+# Which dimensions make a new artifact of each kind (besides the pair).
+VOCABULARY_DIMENSIONS = ("vocab_threshold",)
+PHASE1_DIMENSIONS = ("vocab_threshold", "student_layers", "phase1_lr")
+
+
+def artifacts_per_pair(sweep: SweepConfig, dimensions: tuple[str, ...]) -> tuple[int, bool]:
+    """(how many distinct artifacts a pair can need, whether exactly that many): each continuous
+    dimension may give every trial its own."""
+    counts = [sweep.dimensions()[name].values() for name in dimensions]
+    if any(values is None for values in counts):
+        return sweep.trials_per_pair, False
+    combinations = math.prod(len(values) for values in counts)
+    return min(combinations, sweep.trials_per_pair), combinations == 1
+
+
+def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
+    pairs = len(sweep.target_langs)
+    resources = sweep.resources
+    per_worker = f"{resources.cpus_per_worker:g} CPU"
+    if resources.use_gpu:
+        per_worker += f" + {resources.gpus_per_worker:g} GPU"
+
+    def artifact_line(label: str, dimensions: tuple[str, ...], note: str) -> str:
+        count, exact = artifacts_per_pair(sweep, dimensions)
+        amount = f"{count * pairs}" if exact else f"up to {count * pairs}"
+        return f"  {label:<17} {amount:>10}  ({note})"
+
+    dimensions = sweep.dimensions()
+    state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
+    lines = [
+        f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}, source language {sweep.source_lang}",
+        f"storage: {paths.experiment} ({state}); artifacts shared under {paths.artifacts}",
+        f"pairs ({pairs}): {', '.join(sweep.pairs)}",
+        f"trials: {sweep.trials_per_pair} per pair, {sweep.total_trials} in all; one seeded Optuna TPE study per pair",
+        f"objective: maximise {sweep.objective.score}"
+        + (f", minimise {sweep.objective.tradeoff} (multi-objective)" if sweep.objective.multi_objective else "")
+        + f"; Pareto front against {sweep.objective.tradeoff}",
+        "scheduler: "
+        + (
+            f"ASHA per pair on phase-2 steps (grace {sweep.asha.grace_period_steps}, "
+            f"reduction factor {sweep.asha.reduction_factor:g})"
+            if sweep.scheduler == "asha"
+            else "none (every trial runs to the end)"
+        ),
+        "search space:",
+        *(
+            f"  {name:<17} {dimension.describe()}{'' if dimension.is_searched else '  (fixed)'}"
+            for name, dimension in dimensions.items()
+        ),
+        "artifacts (each built once; reused when already under the storage):",
+        f"  {'task teacher':<17} {1:>10}  ({sweep.task_teacher.steps} steps on {sweep.task.name} {sweep.source_lang})",
+        artifact_line("vocabularies", VOCABULARY_DIMENSIONS, "per pair and threshold"),
+        artifact_line(
+            "phase-1 students", PHASE1_DIMENSIONS, f"per pair, vocabulary, depth, phase-1 lr; {sweep.phase1.steps} steps"
+        ),
+        f"  {'phase-2 students':<17} {sweep.total_trials:>10}  (one per trial; "
+        f"{sweep.phase2.full_steps} dense + {sweep.phase2.sparse_steps} sparse steps)",
+        f"resources: {resources.workers_per_trial} worker(s) x {per_worker} per training phase, "
+        f"up to {resources.concurrent_trials} trials at once; trial retries {resources.trial_retries}, "
+        f"worker-group restarts {resources.worker_restarts}, "
+        f"worker start timeout {resources.worker_start_timeout_s:g}s",
+    ]
+    return "\n".join(lines)

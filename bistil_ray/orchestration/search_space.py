@@ -1,0 +1,133 @@
+"""The searched settings of a sweep: which run settings Optuna may vary, and how.
+
+Each dimension names one setting of a run (`density` is `phase2.density`, ...). In the sweep YAML it
+is either a number (fixed) or a mapping with exactly one of `choice`, `uniform`, `loguniform` or
+`integer`; a dimension left out keeps the value of its section (`phase2.density`, ...). Every
+dimension, fixed ones included, is part of each pair's Optuna study, so a study's trials carry the
+complete configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from pydantic import Field, model_validator
+
+from bistil_ray.config import StrictModel
+
+Number = int | float
+
+# dimension -> (section of the run config, field in that section)
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "student_layers": ("student", "layers"),
+    "density": ("phase2", "density"),
+    "alpha_hidden": ("phase2", "alpha_hidden"),
+    "alpha_attn": ("phase2", "alpha_attn"),
+    "alpha_ce": ("phase2", "alpha_ce"),
+    "temperature": ("phase2", "temperature"),
+    "lr": ("phase2", "lr"),
+    "phase1_lr": ("phase1", "lr"),
+    "vocab_threshold": ("vocabulary", "threshold"),
+}
+
+DIMENSION_KINDS = ("fixed", "choice", "uniform", "loguniform", "integer")
+
+
+class Dimension(StrictModel):
+    """One searched setting: exactly one of a fixed value, a choice, or an inclusive range."""
+
+    fixed: Number | None = None
+    choice: list[Number] | None = Field(None, min_length=1)
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    integer: tuple[int, int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number_means_fixed(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"fixed": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a number or a mapping with one of {', '.join(DIMENSION_KINDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_well_formed_kind(self) -> "Dimension":
+        given = [kind for kind in DIMENSION_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(DIMENSION_KINDS)} (got {given or 'none'})")
+        bounds = self.uniform or self.loguniform or self.integer
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"{given[0]}: the low bound must be below the high bound (got {list(bounds)})")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform: the low bound must be positive")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(kind for kind in DIMENSION_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def is_searched(self) -> bool:
+        return self.kind != "fixed" and not (self.choice is not None and len(self.choice) == 1)
+
+    def extremes(self) -> list[Number]:
+        """Values whose validity implies the validity of every value the dimension can take."""
+        if self.fixed is not None:
+            return [self.fixed]
+        if self.choice is not None:
+            return list(self.choice)
+        return list(self.uniform or self.loguniform or self.integer)  # type: ignore[arg-type]
+
+    def values(self) -> list[Number] | None:
+        """Every value, for discrete dimensions; None for continuous ones."""
+        if self.integer is not None:
+            return list(range(self.integer[0], self.integer[1] + 1))
+        return self.extremes() if self.kind in ("fixed", "choice") else None
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.fixed is not None:
+            return optuna.distributions.CategoricalDistribution([self.fixed])
+        if self.choice is not None:
+            return optuna.distributions.CategoricalDistribution(self.choice)
+        if self.integer is not None:
+            return optuna.distributions.IntDistribution(*self.integer)
+        if self.loguniform is not None:
+            return optuna.distributions.FloatDistribution(*self.loguniform, log=True)
+        return optuna.distributions.FloatDistribution(*self.uniform)  # type: ignore[misc]
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed:g}"
+        if self.choice is not None:
+            return "choice " + ", ".join(f"{value:g}" for value in self.choice)
+        low, high = self.uniform or self.loguniform or self.integer  # type: ignore[misc]
+        return f"{self.kind} [{low:g}, {high:g}]"
+
+
+class SearchSpace(StrictModel):
+    """Dimensions a sweep varies; those left out keep their section's value."""
+
+    student_layers: Dimension | None = None
+    density: Dimension | None = None
+    alpha_hidden: Dimension | None = None
+    alpha_attn: Dimension | None = None
+    alpha_ce: Dimension | None = None
+    temperature: Dimension | None = None
+    lr: Dimension | None = None
+    phase1_lr: Dimension | None = None
+    vocab_threshold: Dimension | None = None
+
+
+def optuna_space(dimensions: dict[str, Dimension]) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {name: dimension.distribution() for name, dimension in dimensions.items()}
+
+
+def apply_dimensions(sections: dict[str, dict[str, Any]], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Section dicts (`student`, `phase1`, ...) with the dimensions' values written into them."""
+    updated = {name: dict(section) for name, section in sections.items()}
+    for name, value in values.items():
+        section, field = DIMENSIONS[name]
+        updated[section][field] = value
+    return updated

@@ -1,0 +1,247 @@
+"""The sweep YAML: one teacher and task, a source language, many targets, a search space.
+
+The method's sections (`task_teacher`, `vocabulary`, `student`, `phase1`, `phase2`) are the models of
+`bistil_ray.config`, so a sweep and a single run accept the same settings with the same bounds; a
+trial's run configuration is the sweep's sections with the trial's searched values written in and
+validated again as a `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from huggingface_hub import try_to_load_from_cache
+from pydantic import Field, ValidationError
+
+from bistil_ray.config import (
+    CorpusSpec,
+    Phase1Config,
+    Phase2Config,
+    RunConfig,
+    StrictModel,
+    StudentConfig,
+    TaskSpec,
+    TaskTeacherConfig,
+    VocabularyConfig,
+    load_config,
+)
+from bistil_ray.errors import UserInputError
+from bistil_ray.orchestration.search_space import DIMENSIONS, Dimension, SearchSpace, apply_dimensions
+
+SECTION_MODELS = {
+    "student": StudentConfig,
+    "phase1": Phase1Config,
+    "phase2": Phase2Config,
+    "vocabulary": VocabularyConfig,
+}
+
+# Depths of teachers whose config cannot be read offline; anything else is read from its config.json.
+KNOWN_TEACHER_DEPTHS = {
+    "builtin:multilingual-e5-small": 12,
+    "bert-base-multilingual-cased": 12,
+    "google-bert/bert-base-multilingual-cased": 12,
+    "bert-base-multilingual-uncased": 12,
+    "xlm-roberta-base": 12,
+    "FacebookAI/xlm-roberta-base": 12,
+    "xlm-roberta-large": 24,
+    "FacebookAI/xlm-roberta-large": 24,
+    "intfloat/multilingual-e5-small": 12,
+    "intfloat/multilingual-e5-base": 12,
+    "intfloat/multilingual-e5-large": 24,
+}
+
+
+class ResourcesConfig(StrictModel):
+    """Where trials run. Every training phase of a trial is a Ray Train run of this size."""
+
+    workers_per_trial: int = Field(1, ge=1, description="data-parallel workers of each training phase")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, gt=0, description="used when use_gpu is true")
+    concurrent_trials: int = Field(
+        2, ge=1, description="at most; also bounded by what the cluster can run at once without starving"
+    )
+    trial_retries: int = Field(1, ge=0, description="Tune retries of a failed trial (same trial id)")
+    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (from checkpoint)")
+    controller_failures: int = Field(1, ge=0, description="Ray Train controller failures tolerated per run")
+    worker_start_timeout_s: float = Field(300.0, gt=0, description="a worker group that cannot start fails after this")
+    report_poll_interval_s: float = Field(
+        0.5, gt=0, description="how often Ray Train polls workers; each report waits up to this long"
+    )
+
+
+class ObjectiveConfig(StrictModel):
+    """What Optuna maximises per pair: a validation score, never the target test score."""
+
+    score: Literal["source_validation", "target_validation"] = "source_validation"
+    tradeoff: Literal["student_latency_ms", "student_params", "student_bytes"] = Field(
+        "student_latency_ms", description="minimised against the score in the Pareto front"
+    )
+    multi_objective: bool = Field(False, description="search score and tradeoff together (Optuna multi-objective)")
+
+
+class AshaConfig(StrictModel):
+    """Early stopping of phase 2 by its source-validation score, among trials of one pair."""
+
+    grace_period_steps: int = Field(100, gt=0, description="phase-2 steps before a trial can be stopped")
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class SweepConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's folder under --storage")
+    teacher: str = "builtin:multilingual-e5-small"
+    trust_remote_code: bool = False
+    task: TaskSpec = TaskSpec(builtin="chatterbot")
+    source_lang: str = "en"
+    target_langs: list[str] = Field(min_length=1)
+    corpora: dict[str, CorpusSpec] = Field(
+        default_factory=dict, description="phase-1 text per language; the built-in task has its own"
+    )
+    task_teacher: TaskTeacherConfig = TaskTeacherConfig()
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    student: StudentConfig = StudentConfig()
+    phase1: Phase1Config = Phase1Config()
+    phase2: Phase2Config = Phase2Config()
+    search_space: SearchSpace = SearchSpace()
+    trials_per_pair: int = Field(4, ge=1)
+    objective: ObjectiveConfig = ObjectiveConfig()
+    scheduler: Literal["none", "asha"] = "none"
+    asha: AshaConfig = AshaConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    seed: int = Field(0, description="seeds each pair's Optuna sampler")
+
+    @property
+    def pairs(self) -> list[str]:
+        return [f"{self.source_lang}-{target}" for target in self.target_langs]
+
+    @property
+    def total_trials(self) -> int:
+        return self.trials_per_pair * len(self.target_langs)
+
+    def dimensions(self) -> dict[str, Dimension]:
+        """Every dimension, the unsearched ones fixed at their section's value."""
+        sections = self.sections()
+        return {
+            name: getattr(self.search_space, name) or Dimension(fixed=sections[section][field])
+            for name, (section, field) in DIMENSIONS.items()
+        }
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        return {name: getattr(self, name).model_dump() for name in SECTION_MODELS}
+
+    def with_absolute_paths(self) -> "SweepConfig":
+        """Local paths (teacher, task files, corpora) made absolute: trials run elsewhere."""
+        data = self.model_dump()
+        teacher = Path(self.teacher).expanduser()
+        if teacher.exists():
+            data["teacher"] = str(teacher.resolve())
+        files = data["task"]["files"]
+        if files is not None:
+            files.update(train=Path(files["train"]).resolve(), validation=Path(files["validation"]).resolve())
+            for split in ("test", "target_validation"):
+                files[split] = {lang: Path(path).resolve() for lang, path in files[split].items()}
+        for corpus in data["corpora"].values():
+            if corpus["file"] is not None:
+                corpus["file"] = Path(corpus["file"]).resolve()
+        return SweepConfig.model_validate(data)
+
+    def run_config(self, target_lang: str, values: dict[str, Any]) -> RunConfig:
+        """The configuration of one trial: this sweep's settings with the searched `values`."""
+        return RunConfig.model_validate(
+            {
+                "teacher": self.teacher,
+                "trust_remote_code": self.trust_remote_code,
+                "task": self.task,
+                "source_lang": self.source_lang,
+                "target_lang": target_lang,
+                "corpora": self.corpora,
+                "task_teacher": self.task_teacher,
+                **apply_dimensions(self.sections(), values),
+            }
+        )
+
+
+def load_sweep(path: Path, overrides: list[str] = ()) -> SweepConfig:
+    sweep = load_config(SweepConfig, path, overrides)
+    check_sweep(sweep, str(path))
+    return sweep
+
+
+def check_sweep(sweep: SweepConfig, source: str) -> None:
+    """Checks that span several fields; each error names the YAML path it is about."""
+
+    def fail(path: str, message: str) -> NoReturn:
+        raise UserInputError(f"{source}: {path}: {message}")
+
+    for index, target in enumerate(sweep.target_langs):
+        if target == sweep.source_lang:
+            fail(f"target_langs.{index}", f"'{target}' is the source language; a pair needs two languages")
+        if target in sweep.target_langs[:index]:
+            fail(f"target_langs.{index}", f"'{target}' is listed twice")
+    for name, dimension in sweep.dimensions().items():
+        message = _dimension_problem(sweep, name, dimension)
+        if message:
+            fail(f"search_space.{name}", message)
+    depth = teacher_depth(sweep.teacher)
+    layers = sweep.dimensions()["student_layers"].extremes()
+    if depth is not None and max(layers) > depth:
+        path = "search_space.student_layers" if sweep.search_space.student_layers else "student.layers"
+        fail(path, f"{max(layers)} layers is deeper than the teacher ({sweep.teacher}: {depth} layers)")
+    if sweep.objective.score == "target_validation":
+        missing = [target for target in sweep.target_langs if not _has_target_validation(sweep.task, target)]
+        if missing:
+            fail(
+                "objective.score",
+                f"target_validation needs a target validation set (task.hub.target_validation_split or "
+                f"task.files.target_validation) for {', '.join(missing)}",
+            )
+    if sweep.scheduler == "asha":
+        if sweep.objective.multi_objective:
+            fail("scheduler", "asha stops trials by one score; it cannot be combined with objective.multi_objective")
+        steps = sweep.phase2.full_steps + sweep.phase2.sparse_steps
+        if sweep.asha.grace_period_steps >= steps:
+            fail("asha.grace_period_steps", f"must be below phase 2's {steps} steps")
+
+
+def _dimension_problem(sweep: SweepConfig, name: str, dimension: Dimension) -> str | None:
+    """Why some value of `dimension` is not a valid setting, checked by the section's own model."""
+    section, field = DIMENSIONS[name]
+    model = SECTION_MODELS[section]
+    if model.model_fields[field].annotation is int and dimension.kind in ("uniform", "loguniform"):
+        return f"{section}.{field} is a whole number; use a number, choice or integer range"
+    for value in dimension.extremes():
+        try:
+            model.model_validate({**getattr(sweep, section).model_dump(), field: value})
+        except ValidationError as error:
+            return f"{value!r}: {error.errors()[0]['msg']}"
+    return None
+
+
+def _has_target_validation(task: TaskSpec, target: str) -> bool:
+    if task.hub is not None:
+        return task.hub.target_validation_split is not None
+    if task.files is not None:
+        return target in task.files.target_validation
+    return False
+
+
+def teacher_depth(teacher: str) -> int | None:
+    """The teacher's number of layers when it is known without a download, else None."""
+    if teacher in KNOWN_TEACHER_DEPTHS:
+        return KNOWN_TEACHER_DEPTHS[teacher]
+    config = Path(teacher).expanduser() / "config.json"
+    if not config.is_file():
+        try:
+            cached = try_to_load_from_cache(teacher, "config.json")
+        except ValueError:  # not a hub id either
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    try:
+        layers = json.loads(config.read_text(encoding="utf-8")).get("num_hidden_layers")
+    except (OSError, ValueError):
+        return None
+    return layers if isinstance(layers, int) else None

@@ -1,0 +1,155 @@
+"""Running one step of the method on Ray: a training phase in a `TorchTrainer`, anything else in a task.
+
+A training step is `step(out_dir, hooks) -> metrics`, run identically on every data-parallel worker
+(DDP over gloo on CPU, NCCL on GPU); rank 0 writes `out_dir`, which must be on storage every node
+sees. Each evaluation becomes a `ray.train.report` with rank 0's checkpoint, so a restarted worker
+group resumes from it (`worker_restarts` times at most), and so does a later run with the same name
+(a retried trial, a resumed sweep). Controller failures are bounded too, and a worker group that
+cannot start within `worker_start_timeout_s` fails with Ray's message instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+import ray.train
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.orchestration.live_view import Progress
+from bistil_ray.orchestration.sweep_config import ResourcesConfig
+
+# The custom resource a trial function holds instead of a CPU: a trial holding a CPU would starve its
+# own Train workers on a small machine.
+TRIAL_DRIVER = "trial_driver"
+STEP_METRICS = "bistil_step_metrics.json"
+
+TrainStep = Callable[[Path, TrainHooks], dict[str, Any]]
+
+
+def ray_train_env_vars(resources: ResourcesConfig) -> dict[str, str]:
+    """Ray Train settings that exist only as environment variables (set for the whole Ray job)."""
+    return {
+        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": str(resources.worker_start_timeout_s),
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(resources.report_poll_interval_s),
+    }
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """The size and failure budget of every training run (and task) of one trial."""
+
+    workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    gpus_per_worker: float
+    worker_restarts: int
+    controller_failures: int
+
+    @classmethod
+    def from_resources(cls, resources: ResourcesConfig) -> "WorkerGroup":
+        return cls(
+            workers=resources.workers_per_trial,
+            use_gpu=resources.use_gpu,
+            cpus_per_worker=resources.cpus_per_worker,
+            gpus_per_worker=resources.gpus_per_worker,
+            worker_restarts=resources.worker_restarts,
+            controller_failures=resources.controller_failures,
+        )
+
+    def worker_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
+
+
+@dataclass
+class RayTrainHooks:
+    """`TrainHooks` inside a Ray Train worker: evaluations become `ray.train.report`s."""
+
+    progress: Progress | None = None
+    extra_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    wants_checkpoints: bool = True
+    resume_from: Path | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            self.resume_from = Path(checkpoint.to_directory())
+
+    def on_evaluation(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
+        if self.extra_metrics is not None:
+            metrics = {**metrics, **self.extra_metrics(metrics)}
+        if self.progress is not None and ray.train.get_context().get_world_rank() == 0:
+            self.progress.update(step=metrics.get("step"))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint) if checkpoint else None)
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    hooks = RayTrainHooks(progress=config["progress"], extra_metrics=config["extra_metrics"])
+    metrics = config["step"](config["out_dir"], hooks)
+    if ray.train.get_context().get_world_rank() == 0:
+        (config["out_dir"] / STEP_METRICS).write_text(json.dumps(metrics, default=str))
+
+
+def run_training(
+    step: TrainStep,
+    out_dir: Path,
+    *,
+    name: str,
+    runs_dir: Path,
+    group: WorkerGroup,
+    progress: Progress | None = None,
+    report_to_tune: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run a training step on `group`; returns rank 0's metrics. With `report_to_tune`, each
+    evaluation, extended by it, is also a Tune result of the calling trial (for a scheduler)."""
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "step": step,
+            "out_dir": Path(out_dir),
+            "progress": progress,
+            "extra_metrics": report_to_tune,
+        },
+        torch_config=TorchConfig(backend="nccl" if group.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=group.workers, use_gpu=group.use_gpu, resources_per_worker=group.worker_resources()
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(runs_dir),
+            failure_config=FailureConfig(
+                max_failures=group.worker_restarts, controller_failure_limit=group.controller_failures
+            ),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[TuneReportCallback()] if report_to_tune else [],
+        ),
+    )
+    trainer.fit()
+    metrics_file = Path(out_dir) / STEP_METRICS
+    metrics = json.loads(metrics_file.read_text())
+    metrics_file.unlink()
+    shutil.rmtree(Path(runs_dir) / name, ignore_errors=True)
+    return metrics
+
+
+@ray.remote
+def _call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+def run_task(function: Callable[..., Any], *args: Any, group: WorkerGroup) -> Any:
+    """`function(*args)` in a Ray task holding one worker's resources (a step without training)."""
+    task = _call.options(
+        num_cpus=group.cpus_per_worker,
+        num_gpus=group.gpus_per_worker if group.use_gpu else 0,
+        # Not inside the trial's placement group, which holds only its trial_driver slot.
+        scheduling_strategy="DEFAULT",
+    )
+    return ray.get(task.remote(function, *args))

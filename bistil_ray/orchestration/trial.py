@@ -1,0 +1,224 @@
+"""One trial: one language pair with one set of searched values, as a plain Tune function.
+
+    task teacher ─┐ (artifacts: built once per key, reused by every trial that needs them)
+    vocabulary ───┼─► phase-1 student ─► phase 2 (this trial's student) ─► evaluation ─► tune.report
+                  └───────────────────────────────┘
+
+The trial function holds only a `trial_driver` slot; its training phases run in `TorchTrainer`s and
+its other steps in Ray tasks that hold the CPUs/GPUs. The method comes from `context.pipeline` (the
+`bistil_ray.pipeline` module; tests pass fakes with the same functions).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from bistil_ray.atomic import atomic_directory, atomic_write_text
+from bistil_ray.config import RunConfig
+from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key, remove_dead_staging
+from bistil_ray.orchestration.live_view import Progress, board_name
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.search_space import DIMENSIONS
+from bistil_ray.orchestration.sweep_config import SweepConfig
+from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, run_task, run_training
+
+OBJECTIVE = "objective_score"
+SCHEDULER_TIME = "phase2_step"
+# objective -> the key holding it in evaluate_student's result / in phase-2 evaluation metrics
+FINAL_SCORE_KEYS = {"source_validation": "source_score", "target_validation": "target_validation_score"}
+PHASE2_SCORE_KEYS = {"source_validation": "source_accuracy", "target_validation": "target_validation_accuracy"}
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Content hashes of the sweep's inputs, computed once by the driver, part of artifact keys."""
+
+    teacher: str
+    task: str
+    corpora: dict[str, str]  # language -> fingerprint of its phase-1 text
+
+    @classmethod
+    def of(cls, sweep: SweepConfig) -> "Fingerprints":
+        # Imported here: they bring transformers and datasets, which only the driver needs for this.
+        from bistil_ray.assets.teachers import teacher_fingerprint
+        from bistil_ray.data.corpora import fingerprint_corpus
+        from bistil_ray.data.tasks import fingerprint_task
+
+        languages = [sweep.source_lang, *sweep.target_langs]
+        return cls(
+            teacher=teacher_fingerprint(sweep.teacher, trust_remote_code=sweep.trust_remote_code),
+            task=fingerprint_task(sweep.task, sweep.source_lang),
+            corpora={lang: fingerprint_corpus(sweep.task, sweep.corpora, lang) for lang in languages},
+        )
+
+
+def task_teacher_inputs(run: RunConfig, prints: Fingerprints) -> dict[str, Any]:
+    return {
+        "teacher": prints.teacher,
+        "task": prints.task,
+        "source_lang": run.source_lang,
+        "task_teacher": run.task_teacher.model_dump(mode="json"),
+    }
+
+
+def vocabulary_inputs(run: RunConfig, prints: Fingerprints) -> dict[str, Any]:
+    return {
+        "teacher": prints.teacher,
+        "task": prints.task,  # the source task's training text counts towards the vocabulary
+        "languages": [run.source_lang, run.target_lang],
+        "corpora": [prints.corpora[run.source_lang], prints.corpora[run.target_lang]],
+        "vocabulary": run.vocabulary.model_dump(mode="json"),
+    }
+
+
+def phase1_inputs(run: RunConfig, prints: Fingerprints, vocabulary_key: str) -> dict[str, Any]:
+    return {
+        "teacher": prints.teacher,
+        "vocabulary": vocabulary_key,
+        "languages": [run.source_lang, run.target_lang],
+        "corpora": [prints.corpora[run.source_lang], prints.corpora[run.target_lang]],
+        "student": run.student.model_dump(mode="json"),
+        "phase1": run.phase1.model_dump(mode="json"),
+    }
+
+
+# --- the steps, as they run on workers (module functions: they pickle by reference) --------------
+
+
+def _task_teacher_step(pipeline: Any, run: RunConfig, out_dir: Path, hooks: TrainHooks) -> dict:
+    return pipeline.build_task_teacher(pipeline.resolve_inputs(run), run.task_teacher, out_dir, hooks)
+
+
+def _vocabulary_step(pipeline: Any, run: RunConfig, out_dir: Path) -> dict:
+    return pipeline.build_vocabulary(pipeline.resolve_inputs(run), run.vocabulary, out_dir)
+
+
+def _phase1_step(pipeline: Any, run: RunConfig, vocab_dir: Path, out_dir: Path, hooks: TrainHooks) -> dict:
+    return pipeline.build_phase1_student(
+        pipeline.resolve_inputs(run), vocab_dir, run.student, run.phase1, out_dir, hooks
+    )
+
+
+def _phase2_step(
+    pipeline: Any, run: RunConfig, phase1: Path, teacher: Path, vocab: Path, out_dir: Path, hooks: TrainHooks
+) -> dict:
+    return pipeline.run_phase2(pipeline.resolve_inputs(run), phase1, teacher, vocab, run.phase2, out_dir, hooks)
+
+
+def _evaluation_step(pipeline: Any, run: RunConfig, student_dir: Path, teacher_dir: Path) -> dict:
+    return pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir)
+
+
+def _for_scheduler(score_key: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a phase-2 evaluation adds to its report so that ASHA can compare trials by it."""
+    return {OBJECTIVE: metrics[score_key], SCHEDULER_TIME: metrics["step"]}
+
+
+# --- the trial -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    sweep: SweepConfig
+    paths: SweepPaths
+    fingerprints: Fingerprints
+    pipeline: Any  # bistil_ray.pipeline, or an object with the same functions
+
+
+@dataclass(frozen=True)
+class _Trial:
+    context: TrialContext
+    trial_id: str
+    run: RunConfig
+    group: WorkerGroup
+    progress: Progress
+    store: ArtifactStore
+
+    def trained_artifact(self, kind: str, inputs: dict[str, Any], step: TrainStep) -> Artifact:
+        name = f"{kind}-{artifact_key(inputs)}"
+        runs_dir = self.context.paths.artifact_train_runs
+        build = partial(run_training, step, name=name, runs_dir=runs_dir, group=self.group, progress=self.progress)
+        return self.store.get_or_build(kind, inputs, build)
+
+    def phase2_student(self, step: TrainStep) -> Path:
+        """This trial's student, trained unless a previous attempt of the trial published it."""
+        final = self.context.paths.students / self.trial_id
+        if final.is_dir():
+            return final
+        objective = self.context.sweep.objective.score
+        use_scheduler = self.context.sweep.scheduler != "none"
+        remove_dead_staging(final)  # an earlier attempt of this trial, killed while training
+        with atomic_directory(final) as staging:
+            run_training(
+                step,
+                staging,
+                name=f"phase2-{self.trial_id}",
+                runs_dir=self.context.paths.train_runs,
+                group=self.group,
+                progress=self.progress,
+                report_to_tune=partial(_for_scheduler, PHASE2_SCORE_KEYS[objective]) if use_scheduler else None,
+            )
+        return final
+
+
+def run_trial(params: dict[str, Any], context: TrialContext) -> None:
+    trial_id = tune.get_context().get_trial_id()
+    recorded = context.paths.trial_result(trial_id)
+    if recorded.exists():
+        # Finished before the driver died, after Tune's last experiment checkpoint: report it again.
+        tune.report(json.loads(recorded.read_text()))
+        return
+    started = time.perf_counter()
+    sweep, pipeline, prints = context.sweep, context.pipeline, context.fingerprints
+    run = sweep.run_config(params["target_lang"], {name: params[name] for name in DIMENSIONS})
+    group = WorkerGroup.from_resources(sweep.resources)
+    progress = Progress(board_name(sweep.name), trial_id)
+    trial = _Trial(context, trial_id, run, group, progress, ArtifactStore(context.paths.artifacts))
+
+    trial.progress.phase("task teacher", run.task_teacher.steps)
+    teacher = trial.trained_artifact(
+        "task_teacher", task_teacher_inputs(run, prints), partial(_task_teacher_step, pipeline, run)
+    )
+    trial.progress.phase("vocabulary")
+    vocab = trial.store.get_or_build(
+        "vocabulary", vocabulary_inputs(run, prints), partial(run_task, _vocabulary_step, pipeline, run, group=group)
+    )
+    trial.progress.phase("phase 1", run.phase1.steps)
+    phase1 = trial.trained_artifact(
+        "phase1_student", phase1_inputs(run, prints, vocab.key), partial(_phase1_step, pipeline, run, vocab.path)
+    )
+    phase2_steps = run.phase2.full_steps + run.phase2.sparse_steps
+    trial.progress.phase("phase 2", phase2_steps)
+    phase2_started = time.perf_counter()
+    student = trial.phase2_student(partial(_phase2_step, pipeline, run, phase1.path, teacher.path, vocab.path))
+    phase2_seconds = time.perf_counter() - phase2_started
+    trial.progress.phase("evaluation")
+    evaluation = run_task(_evaluation_step, pipeline, run, student, teacher.path, group=group)
+
+    result = {
+        **evaluation,
+        OBJECTIVE: evaluation[FINAL_SCORE_KEYS[sweep.objective.score]],
+        SCHEDULER_TIME: phase2_steps,
+        "task_teacher_cache_hit": teacher.cache_hit,
+        "vocab_cache_hit": vocab.cache_hit,
+        "phase1_cache_hit": phase1.cache_hit,
+        "task_teacher_key": teacher.key,
+        "vocab_key": vocab.key,
+        "phase1_key": phase1.key,
+        "phase1_seconds": phase1.seconds,
+        "phase2_seconds": phase2_seconds,
+        "trial_seconds": time.perf_counter() - started,
+        "student_path": str(student),
+        "completed": True,
+    }
+    atomic_write_text(recorded, json.dumps(result, default=float))  # float: numpy scalars
+    tune.report(result)
+    trial.progress.phase("done")

@@ -1,0 +1,61 @@
+"""Sweep BiStil over language pairs on Ray.
+
+    python -m bistil_ray.sweep SWEEP.yaml [--storage PATH] [--resume] [--dry-run]
+                                          [--address RAY_ADDRESS] [--set key=value ...]
+
+Exit status: 0 when every trial finished (or was pruned), 1 when a trial or the sweep failed,
+2 for invalid input (nothing is started or written then).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from bistil_ray.errors import exit_on_user_error
+from bistil_ray.orchestration.paths import SweepPaths, storage_root
+from bistil_ray.orchestration.plan import describe_plan
+from bistil_ray.orchestration.sweep_config import load_sweep
+
+PROGRAM = "bistil_ray.sweep"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}", description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="sweep YAML")
+    parser.add_argument("--storage", default="results", help="a folder (or file:// URI) all nodes see; default: results")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
+    parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    parser.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a YAML setting")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    with exit_on_user_error(PROGRAM):
+        sweep = load_sweep(args.config, args.set)
+        paths = SweepPaths(storage_root(args.storage), sweep.name)
+        if args.dry_run:
+            print(describe_plan(sweep, paths))
+            return 0
+        from bistil_ray.orchestration.driver import run_sweep
+        from bistil_ray.orchestration.live_view import summary_table
+        from bistil_ray.orchestration.results import read_rows
+
+        rows = run_sweep(sweep, paths, resume=args.resume, address=args.address, live=True)
+    console.print(summary_table(rows, read_rows(paths.summary_table)))
+    console.print(f"tables: {paths.trials_table}, {paths.summary_table}")
+    failed = sum(row["status"] == "error" for row in rows)
+    if failed:
+        console.print(f"[red]{failed} of {len(rows)} trials failed; see the error column of trials.parquet")
+    if len(rows) < sweep.total_trials:
+        console.print(f"[red]only {len(rows)} of {sweep.total_trials} trials ended; --resume runs the rest")
+    return 1 if failed or len(rows) < sweep.total_trials else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""trials.parquet and summary.parquet: one declared schema, atomic rewrites, dedup by trial id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bistil_ray.atomic import TMP_PREFIX
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.results import (
+    SUMMARY_SCHEMA,
+    TRIAL_COLUMNS,
+    TRIALS_SCHEMA,
+    ResultsWriter,
+    read_rows,
+    summary_rows,
+    trial_row,
+    write_table,
+)
+
+CONSTANTS = {"sweep": "s", "source_lang": "en", "teacher": "builtin:multilingual-e5-small", "task": "chatterbot"}
+ISSUE_COLUMNS = (
+    "sweep trial_id status source_lang target_lang teacher task metric student_layers density alpha_hidden "
+    "alpha_attn alpha_ce temperature lr vocab_threshold vocab_size objective_score target_score source_score "
+    "teacher_target_score retention student_params teacher_params student_bytes student_latency_ms "
+    "teacher_latency_ms speedup phase1_cache_hit phase1_seconds phase2_seconds trial_seconds student_path"
+).split()
+
+
+def finished(trial_id: str, target: str, score: float, latency: float, **extra) -> dict:
+    config = {"target_lang": target, "student_layers": 6, "density": 0.1}
+    result = {"objective_score": score, "student_latency_ms": latency, "phase1_cache_hit": True, "completed": True}
+    result.update(extra)
+    return trial_row(CONSTANTS, trial_id, config, result, error=None)
+
+
+def test_rows_have_exactly_the_declared_columns_and_the_issue_asks_for_all_of_them():
+    names = [name for name, _ in TRIAL_COLUMNS]
+    assert set(ISSUE_COLUMNS) <= set(names) and len(names) == len(set(names))
+    row = finished("t1", "de", 0.8, 3.0, target_score=0.7, unexpected_key=1)
+    assert list(row) == names
+    assert row["status"] == "ok" and row["sweep"] == "s" and row["target_score"] == 0.7
+
+
+def test_status_distinguishes_finished_pruned_and_failed():
+    config = {"target_lang": "de"}
+    assert trial_row(CONSTANTS, "a", config, {"objective_score": 0.3, "phase2_step": 100}, None)["status"] == "pruned"
+    failed = trial_row(CONSTANTS, "b", config, {}, "RuntimeError: worker died")
+    assert failed["status"] == "error" and failed["error"] == "RuntimeError: worker died"
+
+
+def test_values_are_coerced_to_the_column_types():
+    row = finished("t1", "de", 1, 3, student_params=12.0, vocab_size="5000")
+    assert isinstance(row["objective_score"], float) and row["student_params"] == 12 and row["vocab_size"] == 5000
+
+
+def test_written_table_has_the_declared_schema_and_reads_without_this_package(tmp_path):
+    path = tmp_path / "trials.parquet"
+    write_table(path, [finished("t1", "de", 0.8, 3.0), finished("t2", "fr", 0.6, 2.0)], TRIALS_SCHEMA)
+    assert pq.read_schema(path).equals(TRIALS_SCHEMA)
+    best = duckdb.sql(f"select trial_id from '{path}' order by objective_score desc limit 1").fetchall()
+    assert best == [("t1",)]
+
+
+def test_a_failed_rewrite_leaves_the_previous_table_intact(tmp_path):
+    path = tmp_path / "trials.parquet"
+    write_table(path, [finished("t1", "de", 0.8, 3.0)], TRIALS_SCHEMA)
+    broken = {**finished("t2", "de", 0.5, 1.0), "objective_score": "not a number"}
+    with pytest.raises(pa.ArrowException):
+        write_table(path, [finished("t1", "de", 0.8, 3.0), broken], TRIALS_SCHEMA)
+    assert [row["trial_id"] for row in read_rows(path)] == ["t1"]
+    assert not list(tmp_path.glob(f"{TMP_PREFIX}*"))
+
+
+def test_summary_has_the_best_trial_and_the_pareto_members_per_pair():
+    rows = [
+        finished("slow-best", "de", 0.90, 10.0),
+        finished("fast-good", "de", 0.85, 4.0),
+        finished("dominated", "de", 0.80, 5.0),
+        finished("fastest", "de", 0.50, 1.0),
+        finished("only-fr", "fr", 0.70, 3.0),
+        trial_row(CONSTANTS, "broken", {"target_lang": "de"}, {}, "boom"),
+    ]
+    summary = {row["trial_id"]: row for row in summary_rows(rows, "student_latency_ms")}
+    assert set(summary) == {"slow-best", "fast-good", "fastest", "only-fr"}
+    assert summary["slow-best"]["is_best"] and summary["slow-best"]["is_pareto"]
+    assert summary["fast-good"]["is_pareto"] and not summary["fast-good"]["is_best"]
+    assert summary["only-fr"]["is_best"]
+    pa.Table.from_pylist(list(summary.values()), schema=SUMMARY_SCHEMA)
+
+
+def fake_trial(trial_id: str, target: str, result: dict, error: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(
+        trial_id=trial_id, config={"target_lang": target}, last_result=result, get_error=lambda: error
+    )
+
+
+def test_writer_keeps_one_row_per_trial_across_retries_and_resumes(tmp_path):
+    paths = SweepPaths(tmp_path, "s")
+    writer = ResultsWriter(paths, CONSTANTS, "student_latency_ms")
+    writer.setup()
+    writer.on_trial_error(0, [], fake_trial("t1", "de", {}, "Traceback ...\nRuntimeError: worker died"))
+    assert read_rows(paths.trials_table)[0]["error"] == "RuntimeError: worker died"
+    done = {"objective_score": 0.8, "student_latency_ms": 2.0, "completed": True}
+    writer.on_trial_complete(0, [], fake_trial("t1", "de", done))
+    resumed = ResultsWriter(paths, CONSTANTS, "student_latency_ms")
+    resumed.setup()
+    resumed.on_trial_complete(0, [], fake_trial("t2", "de", {**done, "objective_score": 0.9}))
+    rows = read_rows(paths.trials_table)
+    assert sorted((row["trial_id"], row["status"]) for row in rows) == [("t1", "ok"), ("t2", "ok")]
+    assert [row["trial_id"] for row in read_rows(paths.summary_table) if row["is_best"]] == ["t2"]
+    assert not list(Path(paths.experiment).glob(f"{TMP_PREFIX}*"))

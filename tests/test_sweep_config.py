@@ -1,0 +1,193 @@
+"""The sweep YAML schema and the `python -m bistil_ray.sweep` CLI, without Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from bistil_ray.errors import UserInputError
+from bistil_ray.orchestration.search_space import DIMENSIONS, SearchSpace
+from bistil_ray.orchestration.sweep_config import SweepConfig, load_sweep
+from bistil_ray.sweep import main
+
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+
+MINIMAL = {"name": "t", "target_langs": ["de", "fr"]}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def error_of(tmp_path: Path, data: dict, overrides: list[str] = ()) -> str:
+    with pytest.raises(UserInputError) as caught:
+        load_sweep(write(tmp_path, data), list(overrides))
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_minimal_sweep_gets_defaults_and_one_trial_config_per_pair(tmp_path):
+    sweep = load_sweep(write(tmp_path, MINIMAL))
+    assert sweep.pairs == ["en-de", "en-fr"]
+    assert sweep.total_trials == 2 * sweep.trials_per_pair
+    run = sweep.run_config("fr", {"density": 0.2, "student_layers": 4, "vocab_threshold": 1e-5})
+    assert (run.target_lang, run.phase2.density, run.student.layers, run.vocabulary.threshold) == ("fr", 0.2, 4, 1e-5)
+    assert run.phase2.lr == sweep.phase2.lr  # unsearched settings keep their section's value
+
+
+def test_unknown_key_names_the_path_and_suggests_the_closest(tmp_path):
+    assert "trails_per_pair: unknown key; did you mean 'trials_per_pair'?" in error_of(
+        tmp_path, {**MINIMAL, "trails_per_pair": 3}
+    )
+    nested = error_of(tmp_path, {**MINIMAL, "search_space": {"density": {"unifrom": [0.1, 0.2]}}})
+    assert "search_space.density.unifrom: unknown key; did you mean 'uniform'?" in nested
+    assert "resources.cpu_per_worker: unknown key; did you mean 'cpus_per_worker'?" in error_of(
+        tmp_path, {**MINIMAL, "resources": {"cpu_per_worker": 2}}
+    )
+
+
+def test_wrong_types_name_the_field(tmp_path):
+    wrong_type = error_of(tmp_path, {**MINIMAL, "trials_per_pair": "many"})
+    assert "trials_per_pair: Input should be a valid integer" in wrong_type
+    assert "search_space.lr: expected a number or a mapping" in error_of(
+        tmp_path, {**MINIMAL, "search_space": {"lr": "fast"}}
+    )
+    assert "search_space.student_layers: student.layers is a whole number" in error_of(
+        tmp_path, {**MINIMAL, "search_space": {"student_layers": {"uniform": [2, 6]}}}
+    )
+
+
+def test_density_out_of_range_is_rejected_wherever_it_is_set(tmp_path):
+    searched = error_of(tmp_path, {**MINIMAL, "search_space": {"density": {"uniform": [0.05, 1.5]}}})
+    assert "search_space.density: 1.5: Input should be less than or equal to 1" in searched
+    fixed = error_of(tmp_path, {**MINIMAL, "phase2": {"density": 0}})
+    assert "phase2.density: Input should be greater than 0" in fixed
+    reversed_range = error_of(tmp_path, {**MINIMAL, "search_space": {"density": {"uniform": [0.3, 0.1]}}})
+    assert "search_space.density" in reversed_range and "low bound must be below" in reversed_range
+
+
+def test_student_deeper_than_the_teacher_is_rejected(tmp_path):
+    message = error_of(tmp_path, {**MINIMAL, "search_space": {"student_layers": {"choice": [6, 24]}}})
+    assert "search_space.student_layers: 24 layers is deeper than the teacher" in message
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"num_hidden_layers": 4}))
+    local = error_of(tmp_path, {**MINIMAL, "teacher": str(teacher), "student": {"layers": 6}})
+    assert "student.layers: 6 layers is deeper than the teacher" in local and "4 layers" in local
+
+
+def test_pair_of_one_language_and_duplicates_are_rejected(tmp_path):
+    same = error_of(tmp_path, {**MINIMAL, "target_langs": ["de", "en"]})
+    assert "target_langs.1: 'en' is the source language" in same
+    assert "target_langs.2: 'de' is listed twice" in error_of(tmp_path, {**MINIMAL, "target_langs": ["de", "fr", "de"]})
+
+
+def test_cross_field_rules(tmp_path):
+    asha = error_of(tmp_path, {**MINIMAL, "scheduler": "asha", "objective": {"multi_objective": True}})
+    assert "scheduler: asha stops trials by one score" in asha
+    target = error_of(tmp_path, {**MINIMAL, "objective": {"score": "target_validation"}})
+    assert "objective.score: target_validation needs a target validation set" in target and "de, fr" in target
+
+
+def test_set_overrides_apply_and_are_validated(tmp_path):
+    sweep = load_sweep(write(tmp_path, MINIMAL), ["trials_per_pair=7", "resources.concurrent_trials=3"])
+    assert (sweep.trials_per_pair, sweep.resources.concurrent_trials) == (7, 3)
+    assert "search_space.density: 2: Input should be less than or equal to 1" in error_of(
+        tmp_path, MINIMAL, ["search_space.density=2"]
+    )
+
+
+def test_every_dimension_maps_to_a_run_setting_and_an_optuna_distribution(tmp_path):
+    assert set(SearchSpace.model_fields) == set(DIMENSIONS)
+    data = {
+        **MINIMAL,
+        "search_space": {
+            "student_layers": {"integer": [2, 4]},
+            "density": {"loguniform": [0.01, 0.2]},
+            "temperature": {"choice": [1, 2]},
+            "lr": 3e-5,
+        },
+    }
+    dimensions = load_sweep(write(tmp_path, data)).dimensions()
+    assert dimensions["student_layers"].distribution() == optuna.distributions.IntDistribution(2, 4)
+    assert dimensions["density"].distribution() == optuna.distributions.FloatDistribution(0.01, 0.2, log=True)
+    assert dimensions["temperature"].distribution() == optuna.distributions.CategoricalDistribution([1, 2])
+    assert not dimensions["lr"].is_searched and dimensions["lr"].values() == [3e-5]
+    assert dimensions["alpha_ce"].values() == [SweepConfig(**MINIMAL).phase2.alpha_ce]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_invalid_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    config = write(tmp_path, {**MINIMAL, "search_space": {"density": {"uniform": [0.1, 3.0]}}})
+    storage = tmp_path / "storage"
+    with pytest.raises(SystemExit) as exited:
+        main([str(config), "--storage", str(storage)])
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr.startswith("bistil_ray.sweep: error:") and "search_space.density" in stderr
+    assert len(stderr.splitlines()) == 1
+    assert not storage.exists()
+
+
+def test_cli_rejects_remote_storage_and_missing_file(tmp_path, capsys):
+    for argv in ([str(write(tmp_path, MINIMAL)), "--storage", "s3://bucket/x"], [str(tmp_path / "missing.yaml")]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+    assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("sweep_file", "expected"),
+    [
+        ("demo.yaml", ["pairs (2): en-zh, en-it", "6 in all", "phase-1 students           2"]),
+        ("xnli.yaml", ["pairs (14): en-ar, en-bg", "112 in all", "multi-objective", "1 GPU per training phase"]),
+    ],
+)
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys, sweep_file, expected):
+    storage = tmp_path / "storage"
+    assert main([str(SWEEPS / sweep_file), "--dry-run", "--storage", str(storage)]) == 0
+    plan = capsys.readouterr().out
+    for text in expected:
+        assert text in plan
+    assert not storage.exists()
+
+
+def test_local_paths_become_absolute_for_trials_that_run_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "de.txt").write_text("Hallo\n")
+    sweep = SweepConfig(**MINIMAL, teacher="teacher", corpora={"de": {"file": "de.txt"}}).with_absolute_paths()
+    assert sweep.teacher == str(tmp_path / "teacher")
+    assert sweep.corpora["de"].file == tmp_path / "de.txt"
+    assert SweepConfig(**MINIMAL, teacher="xlm-roberta-base").with_absolute_paths().teacher == "xlm-roberta-base"
+
+
+def cli_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_storage_rules_for_new_and_resumed_sweeps(tmp_path, capsys):
+    config, storage = str(write(tmp_path, MINIMAL)), tmp_path / "storage"
+    assert "no sweep to resume" in cli_error([config, "--storage", str(storage), "--resume"], capsys)
+    assert not storage.exists()
+
+    experiment = storage / "t"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"")  # what Tune leaves once a sweep has started
+    (experiment / "sweep.json").write_text(SweepConfig(**MINIMAL).model_dump_json())
+    assert "already exists; pass --resume" in cli_error([config, "--storage", str(storage)], capsys)
+    changed = cli_error([config, "--storage", str(storage), "--resume", "--set", "trials_per_pair=9"], capsys)
+    assert "--resume: trials_per_pair differs" in changed

@@ -1,0 +1,201 @@
+"""The Ray layer: the per-pair searcher and scheduler (no cluster), then the whole wiring on a small
+local cluster with fast fake pipeline steps that write small files.
+
+The cluster test runs 2 pairs x 2 trials, 1 worker per training phase: every phase in a real
+`TorchTrainer`, the vocabulary and the evaluation in Ray tasks, the trials under one Tuner with one
+Optuna study per pair.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.results import TRIALS_SCHEMA, read_rows
+from bistil_ray.orchestration.sweep_config import SweepConfig
+from bistil_ray.orchestration.tuning import PairwiseAsha, PairwiseSearch
+
+TRIAL_STATE = optuna.trial.TrialState
+
+
+def search_sweep(target_langs: list[str], **settings) -> SweepConfig:
+    space = {"density": {"uniform": [0.01, 0.5]}, "temperature": {"choice": [1.0, 2.0]}}
+    return SweepConfig(name="s", target_langs=target_langs, search_space=space, trials_per_pair=2, **settings)
+
+
+def test_pairwise_search_gives_each_pair_its_trials_in_turn_then_finishes():
+    search = PairwiseSearch(search_sweep(["de", "fr", "it"]))
+    suggestions = [search.suggest(f"t{index}") for index in range(7)]
+    assert [suggestion["target_lang"] for suggestion in suggestions[:6]] == ["de", "fr", "it"] * 2
+    assert suggestions[6] == PairwiseSearch.FINISHED
+    assert all(0.01 <= suggestion["density"] <= 0.5 for suggestion in suggestions[:6])
+    assert suggestions[0]["student_layers"] == 6  # fixed dimensions are part of every suggestion
+
+
+def test_each_pair_is_seeded_on_its_own_and_only_hears_of_its_own_trials(tmp_path):
+    first = PairwiseSearch(search_sweep(["de", "fr"]))
+    reordered = PairwiseSearch(search_sweep(["fr", "de"]))
+    de_first = [first.suggest(f"t{index}") for index in range(4)]
+    de_reordered = [reordered.suggest(f"t{index}") for index in range(4)]
+    assert [s for s in de_first if s["target_lang"] == "de"] == [s for s in de_reordered if s["target_lang"] == "de"]
+
+    first.on_trial_complete("t0", {"objective_score": 0.7, "completed": True})  # de, finished
+    first.on_trial_complete("t1", {"objective_score": 0.4})  # fr, stopped early: pruned
+    first.on_trial_complete("t2", None, error=True)  # de, failed
+    assert [trial.state for trial in first.study("de").trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
+    assert [trial.state for trial in first.study("fr").trials][0] == TRIAL_STATE.PRUNED
+
+    first.save(str(tmp_path / "state.pkl"))
+    restored = PairwiseSearch(search_sweep(["de", "fr"]))
+    restored.restore(str(tmp_path / "state.pkl"))
+    assert restored.study("de").trials[0].value == 0.7
+    assert restored.suggest("t4") == PairwiseSearch.FINISHED
+
+
+def test_pairwise_asha_compares_trials_of_the_same_pair_only():
+    sweep = search_sweep(
+        ["de", "it"],
+        scheduler="asha",
+        phase2={"full_steps": 4, "sparse_steps": 4},
+        asha={"grace_period_steps": 2, "reduction_factor": 2},
+    )
+    scheduler = PairwiseAsha(sweep)
+    languages = {"a": "de", "b": "de", "c": "it", "d": "it"}
+    trials = [SimpleNamespace(trial_id=name, config={"target_lang": lang}) for name, lang in languages.items()]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    decisions = [
+        scheduler.on_trial_result(None, trial, {"phase2_step": 2, "objective_score": score})
+        for trial, score in zip(trials, [0.9, 0.8, 0.3, 0.2])
+    ]
+    # One ASHA over all trials would also stop "c", the best Italian trial, for trailing German ones.
+    assert decisions == ["CONTINUE", "STOP", "CONTINUE", "STOP"]
+
+
+def test_concurrency_is_what_the_cluster_runs_without_starving_a_trial():
+    from bistil_ray.errors import UserInputError
+    from bistil_ray.orchestration.driver import usable_concurrency
+    from bistil_ray.orchestration.sweep_config import ResourcesConfig
+
+    two_workers = ResourcesConfig(workers_per_trial=2, cpus_per_worker=1, concurrent_trials=8)
+    assert usable_concurrency(two_workers, {"CPU": 5, "trial_driver": 8}) == 2
+    assert usable_concurrency(two_workers, {"CPU": 16, "trial_driver": 3}) == 3
+    gpus = ResourcesConfig(workers_per_trial=2, use_gpu=True, gpus_per_worker=1, concurrent_trials=8)
+    assert usable_concurrency(gpus, {"CPU": 64, "GPU": 4, "trial_driver": 8}) == 2
+    with pytest.raises(UserInputError, match="a trial needs 2 GPU but the cluster has 1"):
+        usable_concurrency(gpus, {"CPU": 64, "GPU": 1, "trial_driver": 8})
+    with pytest.raises(UserInputError, match="trial_driver"):
+        usable_concurrency(two_workers, {"CPU": 64})
+
+
+def fake_pipeline() -> SimpleNamespace:
+    """The pipeline's functions, as nested functions so that Ray pickles them by value."""
+
+    def train(out_dir: Path, hooks, steps: int, result: dict) -> dict:
+        """A loop like the method's: resumes from its checkpoint, reports and checkpoints per evaluation."""
+        first = json.loads((hooks.resume_from / "state.json").read_text())["step"] + 1 if hooks.resume_from else 1
+        for step in range(first, steps + 1):
+            checkpoint = Path(tempfile.mkdtemp())
+            (checkpoint / "state.json").write_text(json.dumps({"step": step}))
+            hooks.on_evaluation({"step": step, "source_accuracy": 0.5}, checkpoint)
+        (out_dir / "config.json").write_text("{}")
+        return result
+
+    def evaluate_student(run, student_dir, teacher_dir) -> dict:
+        score = 0.9 - abs(run.phase2.density - 0.1)
+        return {
+            "metric": "accuracy",
+            "source_score": score,
+            "target_score": score - 0.1,
+            "teacher_target_score": 0.85,
+            "retention": (score - 0.1) / 0.85,
+            "vocab_size": 1000,
+            "student_layers": run.student.layers,
+            "student_params": 1_000_000,
+            "teacher_params": 4_000_000,
+            "student_bytes": 4_000_000,
+            "student_latency_ms": 1.0 + run.phase2.density,
+            "teacher_latency_ms": 4.0,
+            "speedup": 4.0 / (1.0 + run.phase2.density),
+        }
+
+    def build_vocabulary(run, config, out_dir: Path) -> dict:
+        (out_dir / "vocab.json").write_text("{}")
+        return {"vocab_size": 1000}
+
+    return SimpleNamespace(
+        resolve_inputs=lambda run: run,
+        build_task_teacher=lambda run, config, out_dir, hooks: train(out_dir, hooks, 2, {"source_score": 0.9}),
+        build_vocabulary=build_vocabulary,
+        build_phase1_student=lambda run, vocab, student, config, out_dir, hooks: train(out_dir, hooks, 2, {}),
+        run_phase2=lambda run, phase1, teacher, vocab, config, out_dir, hooks: train(out_dir, hooks, 3, {}),
+        evaluate_student=evaluate_student,
+    )
+
+
+@pytest.fixture
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"trial_driver": 2}})
+    yield cluster
+    cluster.shutdown()
+
+
+def small_teacher(folder: Path) -> str:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 4}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    return str(folder)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_two_pairs_two_trials_each(tmp_path, cluster):
+    from bistil_ray.orchestration.driver import run_sweep
+
+    sweep = SweepConfig(
+        name="wiring",
+        teacher=small_teacher(tmp_path / "teacher"),
+        target_langs=["de", "it"],
+        student={"layers": 2},
+        phase2={"full_steps": 2, "sparse_steps": 1},
+        search_space={"density": {"uniform": [0.01, 0.5]}},
+        trials_per_pair=2,
+        resources={"workers_per_trial": 1, "concurrent_trials": 2, "report_poll_interval_s": 0.2},
+    )
+    paths = SweepPaths(tmp_path / "storage", sweep.name)
+    rows = run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=fake_pipeline(), live=False)
+
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    assert sorted(row["target_lang"] for row in rows) == ["de", "de", "it", "it"]
+    for target in ("de", "it"):
+        mine = [row for row in rows if row["target_lang"] == target]
+        assert sorted(row["phase1_cache_hit"] for row in mine) == [False, True]  # built once, reused once
+        assert len({row["phase1_key"] for row in mine}) == 1
+    assert sum(not row["task_teacher_cache_hit"] for row in rows) == 1  # one task teacher for both pairs
+    assert sum(path.is_dir() for path in (paths.artifacts / "phase1_student").iterdir()) == 2
+    assert all((Path(row["student_path"]) / "config.json").exists() for row in rows)
+    assert not any(paths.train_runs.glob("*")) and not any(paths.artifact_train_runs.glob("*"))
+
+    import pyarrow.parquet as pq
+
+    assert pq.read_schema(paths.trials_table).equals(TRIALS_SCHEMA)
+    summary = read_rows(paths.summary_table)
+    assert sorted(row["target_lang"] for row in summary if row["is_best"]) == ["de", "it"]
+
+    state = pickle.loads(next(paths.experiment.glob("searcher-state-*.pkl")).read_bytes())
+    studies = {target: search._ot_study for target, search in state["studies"].items()}
+    assert set(studies) == {"de", "it"}
+    for target, study in studies.items():
+        assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        densities = sorted(trial.params["density"] for trial in study.trials)
+        assert densities == sorted(row["density"] for row in rows if row["target_lang"] == target)
+    print("trial_seconds:", sorted(round(row["trial_seconds"], 1) for row in rows))
