@@ -116,8 +116,13 @@ class OptimConfig(StrictModel):
 class TaskTeacherConfig(OptimConfig):
     """Fine-tuning the teacher on source-language task data."""
 
-    lr: float = Field(3e-5, gt=0)
+    lr: float = Field(5e-5, gt=0)
     steps: int = Field(400, gt=0)
+    freeze_embeddings: bool = Field(
+        True,
+        description="keep the teacher's embeddings fixed: tokens unseen in source task data stay aligned "
+        "across languages, and the optimiser skips the large multilingual embedding matrix",
+    )
 
 
 class VocabularyConfig(StrictModel):

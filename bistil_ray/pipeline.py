@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from bistil_ray.assets.teachers import resolve_teacher
 from bistil_ray.config import (
@@ -134,7 +134,10 @@ def build_phase1_student(
 ) -> dict:
     """General bilingual distillation into a shallower student with the trimmed vocabulary."""
     vocabulary = BilingualVocabulary.load(vocab_dir)
-    teacher = AutoModel.from_pretrained(
+    # With an MLM term the student needs an MLM head: taken from the teacher where it has one
+    # (mBERT, XLM-R), newly initialised where it has none (e5).
+    model_class = AutoModelForMaskedLM if config.alpha_mlm > 0 else AutoModel
+    teacher = model_class.from_pretrained(
         inputs.teacher_path,
         attn_implementation=attention_implementation(phase1_weights(config)),
         trust_remote_code=inputs.run.trust_remote_code,
@@ -143,7 +146,7 @@ def build_phase1_student(
     student, layer_map, projection = build_student(teacher, student_config)
     text = bilingual_text(vocabulary.tokenizer, inputs.source_text, inputs.target_text, config)
     metrics = train_phase1(
-        teacher, student, layer_map, projection, text, config, hooks, vocabulary.tokenizer.pad_token_id, log=log
+        teacher, student, layer_map, projection, text, config, hooks, vocabulary.tokenizer, log=log
     )
     if is_main_process():
         student.save_pretrained(out_dir)

@@ -17,16 +17,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from rich.console import Console
 from rich.table import Table
 
-from bistil_ray import pipeline
 from bistil_ray.atomic import atomic_directory, atomic_write_text
 from bistil_ray.config import RunConfig, load_config
+from bistil_ray.console import console, quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.method.hooks import LocalHooks
-
-console = Console()
 
 
 def log(message: str) -> None:
@@ -55,6 +52,8 @@ def run_step(name: str, final: Path, settings: dict, build: Callable[[Path, Loca
 
 
 def run(config: RunConfig) -> dict:
+    from bistil_ray import pipeline  # torch and transformers load only once the config is valid
+
     started = time.perf_counter()
     out = config.output_dir or Path("runs") / f"{config.task.name}-{config.source_lang}-{config.target_lang}"
     checkpoints = out / ".checkpoints"
@@ -141,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with exit_on_user_error("bistil_ray.run"):
         config = load_config(RunConfig, args.config, args.overrides)
+        quiet_libraries()
         result = run(config)
     console.print(result_table(result))
     console.print(f"student: {result['student_path']}  (result.json beside it)")

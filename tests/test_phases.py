@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertModel
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from bistil_ray.config import Phase1Config, Phase2Config, StudentConfig, TaskTeacherConfig
 from bistil_ray.method.hooks import LocalHooks
@@ -17,6 +17,14 @@ from bistil_ray.method.student import build_student
 from bistil_ray.method.task_teacher import train_task_teacher
 
 PAD = 0
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> BertTokenizerFast:
+    """A 40-piece tokenizer matching the tiny models' ids: 0-4 special, 5-39 words."""
+    vocab = tmp_path_factory.mktemp("tokenizer") / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(5, 40)]))
+    return BertTokenizerFast(vocab_file=str(vocab))
 
 
 def tiny_config(**overrides) -> BertConfig:
@@ -69,7 +77,7 @@ def phase1_setup():
     return teacher, student, layer_map, projection, text
 
 
-def test_phase1_learns_and_resumes_exactly(tmp_path: Path):
+def test_phase1_learns_and_resumes_exactly(tmp_path: Path, tokenizer):
     config = Phase1Config(steps=12, eval_every=4, batch_size=8, lr=1e-3, warmup_ratio=0.0)
     teacher, student, layer_map, projection, text = phase1_setup()
     first_loss = None
@@ -78,7 +86,7 @@ def test_phase1_learns_and_resumes_exactly(tmp_path: Path):
         nonlocal first_loss
         first_loss = first_loss or metrics["val_loss"]
 
-    metrics = train_phase1(teacher, student, layer_map, projection, text, config, LocalHooks(log=record), PAD, log=lambda m: None)
+    metrics = train_phase1(teacher, student, layer_map, projection, text, config, LocalHooks(log=record), tokenizer, log=lambda m: None)
     assert metrics["step"] == 12 and metrics["best_val_loss"] < first_loss
     assert metrics["tokens_per_s"] > 0 and 0 < metrics["mfu"] < 1
     uninterrupted = state(student)
@@ -86,13 +94,25 @@ def test_phase1_learns_and_resumes_exactly(tmp_path: Path):
     teacher, student, layer_map, projection, text = phase1_setup()
     crashing = CrashAfterFirstCheckpoint(checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(Crash):
-        train_phase1(teacher, student, layer_map, projection, text, config, crashing, PAD, log=lambda m: None)
+        train_phase1(teacher, student, layer_map, projection, text, config, crashing, tokenizer, log=lambda m: None)
     teacher, student, layer_map, projection, text = phase1_setup()
     resumed = LocalHooks(checkpoint_dir=tmp_path / "ckpt")
     assert resumed.resume_from is not None
-    metrics = train_phase1(teacher, student, layer_map, projection, text, config, resumed, PAD, log=lambda m: None)
+    metrics = train_phase1(teacher, student, layer_map, projection, text, config, resumed, tokenizer, log=lambda m: None)
     assert metrics["step"] == 12
     assert_same_state(uninterrupted, state(student))
+
+
+def test_phase1_with_masked_lm_term_trains_the_mlm_head(tokenizer):
+    torch.manual_seed(0)
+    teacher = BertForMaskedLM(tiny_config()).eval()
+    student, layer_map, projection = build_student(teacher, StudentConfig(layers=2))
+    text = BilingualText(source=sentences(64, 1), target=sentences(64, 2), validation=sentences(16, 3))
+    head_before = student.cls.predictions.transform.dense.weight.detach().clone()
+    config = Phase1Config(steps=8, eval_every=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, alpha_attn=0.0, alpha_mlm=1.0)
+    metrics = train_phase1(teacher, student, layer_map, projection, text, config, LocalHooks(), tokenizer, log=lambda m: None)
+    assert metrics["loss_mlm"] > 0 and "loss_attn" not in metrics
+    assert not torch.equal(student.cls.predictions.transform.dense.weight, head_before)
 
 
 def test_task_teacher_learns_a_learnable_task():

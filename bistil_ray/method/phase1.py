@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import DataCollatorForLanguageModeling, PreTrainedModel, PreTrainedTokenizerBase
 
 from bistil_ray.config import Phase1Config
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
@@ -74,21 +74,39 @@ def distill_step_loss(
     layer_map: LayerMap,
     projection: torch.Tensor | None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
-    with torch.no_grad():
-        teacher_out = teacher(**inputs, **forward_kwargs(weights))
+    """Batches carry `mlm_labels` when the MLM term is on; both models then see the masked input."""
+    inputs = {key: value for key, value in batch.items() if key not in ("labels", "mlm_labels")}
+    teacher_out = None
+    if weights.needs_hidden or weights.needs_attentions:
+        with torch.no_grad():
+            teacher_out = teacher(**inputs, **forward_kwargs(weights))
     student_out = student(**inputs, **forward_kwargs(weights))
     return distillation_loss(
         weights,
         attention_mask=batch["attention_mask"],
         student_hidden=student_out.hidden_states,
-        teacher_hidden=teacher_out.hidden_states,
+        teacher_hidden=teacher_out.hidden_states if teacher_out is not None else None,
         hidden_pairs=layer_map.hidden_pairs,
         student_attn=student_out.attentions,
-        teacher_attn=teacher_out.attentions,
+        teacher_attn=teacher_out.attentions if teacher_out is not None else None,
         attention_pairs=layer_map.attention_pairs,
         projection=projection,
+        mlm_logits=student_out.logits if weights.mlm > 0 else None,
+        mlm_labels=batch.get("mlm_labels"),
     )
+
+
+def masked_lm_masker(tokenizer: PreTrainedTokenizerBase, probability: float = 0.15):
+    """batch -> batch with BERT-style masked input_ids and `mlm_labels` (transformers' recipe:
+    15% of non-special tokens, 80% [MASK], 10% random, 10% unchanged)."""
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability)
+
+    def mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+        input_ids, labels = collator.torch_mask_tokens(batch["input_ids"].clone(), special_tokens_mask=special)
+        return {**batch, "input_ids": input_ids, "mlm_labels": labels}
+
+    return mask
 
 
 @torch.no_grad()
@@ -113,11 +131,12 @@ def train_phase1(
     text: BilingualText,
     config: Phase1Config,
     hooks: TrainHooks,
-    pad_token_id: int,
+    tokenizer: PreTrainedTokenizerBase,
     log: Any = print,
 ) -> dict[str, float]:
     """Distil `teacher` into `student` in place; on return `student` holds the best weights
-    by validation loss. Returns the final metrics."""
+    by validation loss. Returns the final metrics. With `alpha_mlm` > 0 the student is a
+    *ForMaskedLM model and also learns masked-token prediction on the same text."""
     device = training_device()
     torch.manual_seed(config.seed)
     weights = phase1_weights(config)
@@ -126,8 +145,14 @@ def train_phase1(
     model.train()
     optimizer = make_optimizer(student.named_parameters(), config)
     scheduler = make_schedule(optimizer, config.steps, config.warmup_ratio)
+    pad_token_id = tokenizer.pad_token_id
     next_batch = bilingual_stream(text, config, pad_token_id)
     validation = fixed_batches(text.validation, config.batch_size, pad_token_id)
+    prepare = masked_lm_masker(tokenizer) if weights.mlm > 0 else (lambda batch: batch)
+    if weights.mlm > 0:  # fixed masks, so validation losses are comparable across evaluations
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            validation = [prepare(batch) for batch in validation]
 
     start_step, best_loss, best_weights = 0, math.inf, None
     if hooks.resume_from is not None:
@@ -140,7 +165,7 @@ def train_phase1(
     meter = ThroughputMeter(device)
     metrics: dict[str, float] = {}
     for step in range(start_step, config.steps):
-        batch = to_device(next_batch(step), device)
+        batch = to_device(prepare(next_batch(step)), device)
         with autocast(device):
             loss, parts = distill_step_loss(model, teacher, batch, weights, layer_map, projection)
         loss.backward()
@@ -151,7 +176,8 @@ def train_phase1(
 
         tokens = int(batch["attention_mask"].sum())
         width = batch["input_ids"].shape[1]
-        meter.add(tokens, tokens * (training_flops_per_token(student, width) + inference_flops_per_token(teacher, width)))
+        teacher_flops = inference_flops_per_token(teacher, width) if weights.needs_hidden or weights.needs_attentions else 0
+        meter.add(tokens, tokens * (training_flops_per_token(student, width) + teacher_flops))
 
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device)

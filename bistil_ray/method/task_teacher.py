@@ -47,6 +47,8 @@ def train_task_teacher(
     device = training_device()
     rank, world = rank_and_world()
     torch.manual_seed(config.seed)
+    if config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     network = wrap_for_data_parallel(model, device)
     network.train()
     optimizer = make_optimizer(model.named_parameters(), config)
