@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m bistil_ray.run configs/demo_run.yaml
+	$(PY) -m bistil_ray.sweep sweeps/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

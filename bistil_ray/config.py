@@ -27,38 +27,44 @@ class StrictModel(BaseModel):
 class HubTaskSpec(StrictModel):
     """A labelled dataset on the Hugging Face hub, one config per language (XNLI style)."""
 
-    path: str
+    path: str = Field(description="dataset id on the hub, e.g. facebook/xnli")
     config: str | None = Field(None, description="dataset config; '{lang}' is replaced by the language")
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
-    label_field: str = "label"
-    train_split: str = "train"
-    validation_split: str = "validation"
-    test_split: str = "test"
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["text"], min_length=1, max_length=2, description="one text column, or two for pairs"
+    )
+    label_field: str = Field("label", description="the class column (class ids or names)")
+    train_split: str = Field("train", description="source-language training split")
+    validation_split: str = Field("validation", description="source-language validation split")
+    test_split: str = Field("test", description="target-language test split (target_score)")
     target_validation_split: str | None = Field(
         None, description="a target-language validation split; used as the search objective if set"
     )
-    max_train_examples: int | None = Field(None, gt=0)
-    revision: str | None = None
-    trust_remote_code: bool = False
+    max_train_examples: int | None = Field(None, gt=0, description="use at most this many training examples")
+    revision: str | None = Field(None, description="dataset revision: branch, tag or commit")
+    trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
 
 
 class FilesTaskSpec(StrictModel):
     """Labelled local files (jsonl, csv, tsv or parquet)."""
 
-    train: Path
-    validation: Path
+    train: Path = Field(description="source-language training file")
+    validation: Path = Field(description="source-language validation file")
     test: dict[str, Path] = Field(description="target language -> test file")
-    target_validation: dict[str, Path] = Field(default_factory=dict)
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1, max_length=2)
-    label_field: str = "label"
+    target_validation: dict[str, Path] = Field(
+        default_factory=dict, description="target language -> validation file (objective.score: target_validation)"
+    )
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["text"], min_length=1, max_length=2, description="one text column, or two for pairs"
+    )
+    label_field: str = Field("label", description="the class column (class ids or names)")
 
 
 class TaskSpec(StrictModel):
     """Exactly one of `builtin`, `hub`, `files`."""
 
-    builtin: Literal["chatterbot"] | None = None
-    hub: HubTaskSpec | None = None
-    files: FilesTaskSpec | None = None
+    builtin: Literal["chatterbot"] | None = Field(None, description="the offline topic task on chatterbot-corpus")
+    hub: HubTaskSpec | None = Field(None, description="a labelled dataset on the Hugging Face hub")
+    files: FilesTaskSpec | None = Field(None, description="labelled local files")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "TaskSpec":
@@ -77,13 +83,13 @@ class TaskSpec(StrictModel):
 
 
 class HubCorpusSpec(StrictModel):
-    path: str
+    path: str = Field(description="dataset id on the hub, e.g. wikimedia/wikipedia")
     config: str | None = Field(None, description="'{lang}' is replaced by the language")
-    split: str = "train"
-    text_field: str = "text"
-    revision: str | None = None
-    streaming: bool = True
-    trust_remote_code: bool = False
+    split: str = Field("train", description="the split to read")
+    text_field: str = Field("text", description="the text column")
+    revision: str | None = Field(None, description="dataset revision: branch, tag or commit")
+    streaming: bool = Field(True, description="read only the sentences used, without downloading the whole dataset")
+    trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
 
 
 class CorpusSpec(StrictModel):
@@ -91,7 +97,7 @@ class CorpusSpec(StrictModel):
 
     file: Path | None = Field(None, description="plain text, one sentence per line")
     hub: HubCorpusSpec | None = None
-    max_sentences: int | None = Field(None, gt=0)
+    max_sentences: int | None = Field(None, gt=0, description="use at most this many sentences")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "CorpusSpec":
@@ -104,20 +110,20 @@ class CorpusSpec(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    batch_size: int = Field(32, gt=0)
-    max_length: int = Field(128, ge=8)
+    lr: float = Field(1e-4, gt=0, description="peak learning rate (AdamW, linear warm-up then linear decay)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of the steps spent warming up")
+    batch_size: int = Field(32, gt=0, description="sequences per step on each data-parallel worker")
+    max_length: int = Field(128, ge=8, description="tokens per sequence; longer texts are truncated")
     eval_every: int = Field(100, gt=0, description="steps between validations (and checkpoints)")
-    seed: int = 0
+    seed: int = Field(0, description="seeds initialisation and data order")
 
 
 class TaskTeacherConfig(OptimConfig):
     """Fine-tuning the teacher on source-language task data."""
 
     lr: float = Field(5e-5, gt=0)
-    steps: int = Field(400, gt=0)
+    steps: int = Field(400, gt=0, description="optimiser steps")
     freeze_embeddings: bool = Field(
         True,
         description="keep the teacher's embeddings fixed: tokens unseen in source task data stay aligned "
@@ -130,8 +136,10 @@ class VocabularyConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    layers: int = Field(6, gt=0)
-    layer_selection: Literal["regular", "bottom"] = "regular"
+    layers: int = Field(6, gt=0, description="student depth; at most the teacher's")
+    layer_selection: Literal["regular", "bottom"] = Field(
+        "regular", description="regular: every k-th teacher layer (k = teacher depth / layers); bottom: the first"
+    )
     width_factor: int = Field(1, ge=1, description="divide hidden and intermediate size (SVD)")
 
 
@@ -139,11 +147,13 @@ class Phase1Config(OptimConfig):
     """General bilingual distillation."""
 
     lr: float = Field(1e-4, gt=0)
-    steps: int = Field(300, gt=0)
-    batching: Literal["alternate", "mixed"] = "alternate"
-    alpha_hidden: float = Field(1.0, ge=0)
-    alpha_attn: float = Field(1.0, ge=0)
-    alpha_mlm: float = Field(0.0, ge=0)
+    steps: int = Field(300, gt=0, description="optimiser steps")
+    batching: Literal["alternate", "mixed"] = Field(
+        "alternate", description="alternate: one language per batch, taking turns; mixed: both in every batch"
+    )
+    alpha_hidden: float = Field(1.0, ge=0, description="weight of the hidden-state MSE against the teacher")
+    alpha_attn: float = Field(1.0, ge=0, description="weight of the attention MSE against the teacher")
+    alpha_mlm: float = Field(0.0, ge=0, description="weight of a masked-language-model loss (0: off, as published)")
     validation_sentences: int = Field(200, gt=0, description="held out per language")
 
 
@@ -151,25 +161,27 @@ class Phase2Config(OptimConfig):
     """Task distillation with Lottery-Ticket Sparse Fine-Tuning."""
 
     lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(8, gt=0, description="sequences per step on each data-parallel worker")
     full_steps: int = Field(300, gt=0, description="steps of the dense phase")
     sparse_steps: int = Field(300, gt=0, description="steps of the sparse phase")
-    density: float = Field(0.08, gt=0, le=1)
-    alpha_ce: float = Field(1.0, ge=0)
-    alpha_hidden: float = Field(1.0, ge=0)
-    alpha_attn: float = Field(1.0, ge=0)
-    alpha_task: float = Field(0.0, ge=0)
-    temperature: float = Field(2.0, gt=0)
-    freeze_layer_norm: bool = False
+    density: float = Field(0.08, gt=0, le=1, description="fraction of the body's parameters the sparse phase updates")
+    alpha_ce: float = Field(1.0, ge=0, description="weight of the soft cross-entropy on the task teacher's logits")
+    alpha_hidden: float = Field(1.0, ge=0, description="weight of the hidden-state MSE against the task teacher")
+    alpha_attn: float = Field(1.0, ge=0, description="weight of the attention MSE against the task teacher")
+    alpha_task: float = Field(0.0, ge=0, description="weight of the gold-label loss (0: off, as published)")
+    temperature: float = Field(2.0, gt=0, description="softens both models' logits in the soft cross-entropy")
+    freeze_layer_norm: bool = Field(False, description="keep layer norms fixed (the reference does for token tasks)")
 
 
 class RunConfig(StrictModel):
     """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
 
-    teacher: str = "builtin:multilingual-e5-small"
-    trust_remote_code: bool = False
+    teacher: str = Field(
+        "builtin:multilingual-e5-small", description="a hub id, a local model directory, or the built-in offline e5"
+    )
+    trust_remote_code: bool = Field(False, description="let the teacher run its own code from the hub")
     task: TaskSpec = TaskSpec(builtin="chatterbot")
-    source_lang: str = "en"
+    source_lang: str = Field("en", description="language of the labelled task data")
     target_lang: str
     corpora: dict[str, CorpusSpec] = Field(
         default_factory=dict, description="phase-1 text per language; the built-in task has its own"

@@ -197,8 +197,19 @@ def run_phase2(
     fields = inputs.task.text_fields
     train = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_train, fields, config.max_length)
     validation = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_validation, fields, config.max_length)
+    target_text = tokenize_texts(vocabulary.tokenizer, inputs.target_text, config.max_length) if config.target_text_ratio else []
     metrics = train_phase2(
-        teacher, student, layer_map, projection, train, validation, config, hooks, vocabulary.tokenizer.pad_token_id, log=log
+        teacher,
+        student,
+        layer_map,
+        projection,
+        train,
+        validation,
+        config,
+        hooks,
+        vocabulary.tokenizer.pad_token_id,
+        target_text=target_text,
+        log=log,
     )
     if is_main_process():
         student.config.attn_implementation = "sdpa"

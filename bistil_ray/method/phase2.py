@@ -6,10 +6,16 @@ The phase-1 student, with a task head, learns from the task teacher on source-la
      is the lottery ticket; the body is reset to theta_0;
   3. "sparse" stage: `sparse_steps` more, only the ticket's entries move (the head stays dense).
 The best sparse-stage weights by source-validation accuracy are kept.
+
+With `target_text_ratio` > 0, that share of steps distils the task teacher's outputs on unlabelled
+target-language text (no labels, so no gold-label term): the student then learns the teacher's
+zero-shot behaviour on the target language directly, not only through cross-lingual alignment.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
@@ -75,8 +81,13 @@ def task_distillation_loss(student, teacher, batch, weights: LossWeights, layer_
         projection=projection,
         student_logits=student_out.logits,
         teacher_logits=teacher_out.logits,
-        labels=batch["labels"],
+        labels=batch.get("labels"),
     )
+
+
+def uses_target_text(step: int, ratio: float) -> bool:
+    """Spread target-text steps evenly: step s is one when floor((s+1)r) > floor(sr)."""
+    return math.floor((step + 1) * ratio) > math.floor(step * ratio)
 
 
 def train_phase2(
@@ -89,9 +100,11 @@ def train_phase2(
     config: Phase2Config,
     hooks: TrainHooks,
     pad_token_id: int,
+    target_text: Sequence[Example] = (),
     log: Any = print,
 ) -> dict[str, float]:
-    """LT-SFT of `student` (a *ForSequenceClassification holding theta_0) in place."""
+    """LT-SFT of `student` (a *ForSequenceClassification holding theta_0) in place.
+    `target_text`: unlabelled target-language examples, used when `target_text_ratio` > 0."""
     device = training_device()
     rank, world = rank_and_world()
     torch.manual_seed(config.seed)
@@ -102,6 +115,10 @@ def train_phase2(
     network.train()
     theta_0 = snapshot(body)
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
+    target_ratio = config.target_text_ratio if target_text else 0.0
+    if target_ratio > 0:
+        target_batches = BucketedBatches(target_text, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
+        unlabelled_weights = replace(weights, task=0.0)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
     total_steps = config.full_steps + config.sparse_steps
 
@@ -137,9 +154,12 @@ def train_phase2(
             begin_sparse_stage(masks)
             log(f"phase 2: lottery ticket of {sparse.kept_count():,} entries (density {config.density}); sparse stage")
 
-        batch = to_device(batches.batch(step), device)
+        if uses_target_text(step, target_ratio):
+            batch, step_weights = to_device(target_batches.batch(step), device), unlabelled_weights
+        else:
+            batch, step_weights = to_device(batches.batch(step), device), weights
         with autocast(device):
-            loss, parts = task_distillation_loss(network, teacher, batch, weights, layer_map, projection)
+            loss, parts = task_distillation_loss(network, teacher, batch, step_weights, layer_map, projection)
         loss.backward()
         if sparse is not None:
             sparse.mask_gradients()

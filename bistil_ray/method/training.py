@@ -83,11 +83,14 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 def _no_weight_decay(name: str) -> bool:
-    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "layernorm" in name
+    # Embedding rows of tokens absent from the training text get no gradient; decay alone would
+    # shrink them, pulling the target language's tokens away from where phase 1 aligned them.
+    return name.endswith("bias") or "norm" in name.lower() or "embeddings" in name
 
 
 def make_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]], config: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on weight matrices only (not biases, not LayerNorm)."""
+    """AdamW with decoupled weight decay on the layers' weight matrices only (not biases,
+    normalisation or embeddings)."""
     decay, no_decay = [], []
     for name, parameter in named_parameters:
         if parameter.requires_grad:
