@@ -170,6 +170,14 @@ class Phase2Config(OptimConfig):
     alpha_attn: float = Field(1.0, ge=0, description="weight of the attention MSE against the task teacher")
     alpha_task: float = Field(0.0, ge=0, description="weight of the gold-label loss (0: off, as published)")
     temperature: float = Field(2.0, gt=0, description="softens both models' logits in the soft cross-entropy")
+    target_text_ratio: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="share of steps that distil the task teacher's predictions on unlabelled target-language "
+        "text (the phase-1 text) instead of labelled source examples; 0: source only, as published. "
+        "Meant for single-text tasks: set 0 for sentence-pair tasks such as NLI",
+    )
     freeze_layer_norm: bool = Field(False, description="keep layer norms fixed (the reference does for token tasks)")
 
 
