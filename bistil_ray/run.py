@@ -2,8 +2,9 @@
 
     python -m bistil_ray.run CONFIG.yaml [--set phase1.steps=500 ...]
 
-Builds the task teacher, the bilingual vocabulary, the phase-1 student and the phase-2 student under
-`output_dir`, evaluates, prints a result table and writes `result.json`. Each step's directory is
+Builds the task teacher (`output_dir/task_teacher`, shared by every pair run into the same
+`output_dir`), the bilingual vocabulary, the phase-1 student and the phase-2 student (under
+`output_dir/<source>-<target>/`), evaluates, prints a result table and writes `result.json` beside them. Each step's directory is
 published atomically; a rerun skips finished steps and resumes an interrupted one from its last
 checkpoint.
 """
@@ -55,7 +56,9 @@ def run(config: RunConfig) -> dict:
     from bistil_ray import pipeline  # torch and transformers load only once the config is valid
 
     started = time.perf_counter()
-    out = config.output_dir or Path("runs") / f"{config.task.name}-{config.source_lang}-{config.target_lang}"
+    # The task teacher depends on the source side only: every pair run into one output_dir shares it.
+    root = config.output_dir or Path("runs") / config.task.name
+    out = root / f"{config.source_lang}-{config.target_lang}"
     checkpoints = out / ".checkpoints"
     inputs = pipeline.resolve_inputs(config)
     log(
@@ -64,10 +67,10 @@ def run(config: RunConfig) -> dict:
     )
     teacher = run_step(
         "task_teacher",
-        out / "task_teacher",
+        root / "task_teacher",
         {"teacher": config.teacher, "task": config.task, "source": config.source_lang, "config": config.task_teacher},
         lambda d, hooks: pipeline.build_task_teacher(inputs, config.task_teacher, d, hooks, log=log),
-        checkpoints,
+        root / ".checkpoints",
     )
     vocabulary = run_step(
         "vocabulary",
@@ -89,11 +92,11 @@ def run(config: RunConfig) -> dict:
         out / "student",
         {"config": config.phase2},
         lambda d, hooks: pipeline.run_phase2(
-            inputs, out / "phase1_student", out / "task_teacher", out / "vocabulary", config.phase2, d, hooks, log=log
+            inputs, out / "phase1_student", root / "task_teacher", out / "vocabulary", config.phase2, d, hooks, log=log
         ),
         checkpoints,
     )
-    result = pipeline.evaluate_student(inputs, out / "student", out / "task_teacher")
+    result = pipeline.evaluate_student(inputs, out / "student", root / "task_teacher")
     result.update(
         source_lang=config.source_lang,
         target_lang=config.target_lang,

@@ -71,11 +71,11 @@ def test_tiny_run_end_to_end_and_rerun_reuses_steps(tmp_path: Path):
     config = write_config(tmp_path / "run.yaml", {**TINY_SETTINGS, "output_dir": str(out)})
     first = run_cli(str(config))
     assert first.returncode == 0, first.stderr[-3000:]
-    result = json.loads((out / "result.json").read_text())
+    result = json.loads((out / "en-zh" / "result.json").read_text())
     assert result["student_layers"] == 2
     assert result["vocab_size"] < 20_000 and result["student_params"] < 0.2 * result["teacher_params"]
     assert 0 <= result["target_score"] <= 1 and result["speedup"] > 1
-    exported = out / "student"
+    exported = out / "en-zh" / "student"
     assert (exported / "model.safetensors").exists() and not list(exported.glob("*.bin"))
     assert json.loads((exported / "config.json").read_text())["id2label"]["0"]
 
