@@ -194,7 +194,7 @@ class RunConfig(StrictModel):
     corpora: dict[str, CorpusSpec] = Field(
         default_factory=dict, description="phase-1 text per language; the built-in task has its own"
     )
-    output_dir: Path | None = Field(None, description="default: runs/<task>-<source>-<target>")
+    output_dir: Path | None = Field(None, description="default: runs/<task>; the task teacher is shared by every pair run into it")
     task_teacher: TaskTeacherConfig = TaskTeacherConfig()
     vocabulary: VocabularyConfig = VocabularyConfig()
     student: StudentConfig = StudentConfig()

@@ -1,7 +1,8 @@
 """Sweep BiStil over language pairs on Ray.
 
     python -m bistil_ray.sweep SWEEP.yaml [--storage PATH] [--resume] [--dry-run]
-                                          [--address RAY_ADDRESS] [--set key=value ...]
+                                          [--address RAY_ADDRESS | --dashboard-host HOST]
+                                          [--set key=value ...]
 
 Exit status: 0 when every trial finished (or was pruned), 1 when a trial or the sweep failed,
 2 for invalid input (nothing is started or written then).
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bistil_ray.errors import exit_on_user_error
+from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.orchestration.paths import SweepPaths, storage_root
 from bistil_ray.orchestration.plan import describe_plan
 from bistil_ray.orchestration.sweep_config import load_sweep
@@ -29,6 +30,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     parser.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
+    parser.add_argument(
+        "--dashboard-host",
+        help="where the dashboard of the local cluster listens (default: 127.0.0.1; 0.0.0.0: every interface)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a YAML setting")
     return parser.parse_args(argv)
 
@@ -46,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         from bistil_ray.orchestration.live_view import summary_table
         from bistil_ray.orchestration.results import read_rows
 
-        rows = run_sweep(sweep, paths, resume=args.resume, address=args.address, live=True)
+        if args.dashboard_host and args.address:
+            raise UserInputError("--dashboard-host: the cluster's dashboard is set by `ray start --dashboard-host`")
+        dashboard_host = args.dashboard_host or "127.0.0.1"
+        rows = run_sweep(
+            sweep, paths, resume=args.resume, address=args.address, live=True, dashboard_host=dashboard_host
+        )
     console.print(summary_table(rows, read_rows(paths.summary_table)))
     console.print(f"tables: {paths.trials_table}, {paths.summary_table}")
     failed = sum(row["status"] == "error" for row in rows)

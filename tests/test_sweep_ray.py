@@ -8,9 +8,7 @@ Optuna study per pair.
 
 from __future__ import annotations
 
-import json
 import pickle
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +19,7 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.results import TRIALS_SCHEMA, read_rows
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.orchestration.tuning import PairwiseAsha, PairwiseSearch
+from sweep_fakes import fake_pipeline, small_teacher
 
 TRIAL_STATE = optuna.trial.TrialState
 
@@ -95,51 +94,6 @@ def test_concurrency_is_what_the_cluster_runs_without_starving_a_trial():
         usable_concurrency(two_workers, {"CPU": 64})
 
 
-def fake_pipeline() -> SimpleNamespace:
-    """The pipeline's functions, as nested functions so that Ray pickles them by value."""
-
-    def train(out_dir: Path, hooks, steps: int, result: dict) -> dict:
-        """A loop like the method's: resumes from its checkpoint, reports and checkpoints per evaluation."""
-        first = json.loads((hooks.resume_from / "state.json").read_text())["step"] + 1 if hooks.resume_from else 1
-        for step in range(first, steps + 1):
-            checkpoint = Path(tempfile.mkdtemp())
-            (checkpoint / "state.json").write_text(json.dumps({"step": step}))
-            hooks.on_evaluation({"step": step, "source_accuracy": 0.5}, checkpoint)
-        (out_dir / "config.json").write_text("{}")
-        return result
-
-    def evaluate_student(run, student_dir, teacher_dir) -> dict:
-        score = 0.9 - abs(run.phase2.density - 0.1)
-        return {
-            "metric": "accuracy",
-            "source_score": score,
-            "target_score": score - 0.1,
-            "teacher_target_score": 0.85,
-            "retention": (score - 0.1) / 0.85,
-            "vocab_size": 1000,
-            "student_layers": run.student.layers,
-            "student_params": 1_000_000,
-            "teacher_params": 4_000_000,
-            "student_bytes": 4_000_000,
-            "student_latency_ms": 1.0 + run.phase2.density,
-            "teacher_latency_ms": 4.0,
-            "speedup": 4.0 / (1.0 + run.phase2.density),
-        }
-
-    def build_vocabulary(run, config, out_dir: Path) -> dict:
-        (out_dir / "vocab.json").write_text("{}")
-        return {"vocab_size": 1000}
-
-    return SimpleNamespace(
-        resolve_inputs=lambda run: run,
-        build_task_teacher=lambda run, config, out_dir, hooks: train(out_dir, hooks, 2, {"source_score": 0.9}),
-        build_vocabulary=build_vocabulary,
-        build_phase1_student=lambda run, vocab, student, config, out_dir, hooks: train(out_dir, hooks, 2, {}),
-        run_phase2=lambda run, phase1, teacher, vocab, config, out_dir, hooks: train(out_dir, hooks, 3, {}),
-        evaluate_student=evaluate_student,
-    )
-
-
 @pytest.fixture
 def cluster():
     from ray.cluster_utils import Cluster
@@ -147,13 +101,6 @@ def cluster():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"trial_driver": 2}})
     yield cluster
     cluster.shutdown()
-
-
-def small_teacher(folder: Path) -> str:
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 4}))
-    (folder / "model.safetensors").write_bytes(b"weights")
-    return str(folder)
 
 
 @pytest.mark.ray

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 import optuna
 import ray
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bistil_ray import pipeline as bistil_pipeline
 from bistil_ray.atomic import atomic_write_text
+from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
 from bistil_ray.orchestration.paths import SweepPaths
@@ -32,14 +37,17 @@ def run_sweep(
     address: str | None = None,
     pipeline: Any = bistil_pipeline,
     live: bool = True,
+    dashboard_host: str = "127.0.0.1",
 ) -> list[dict[str, Any]]:
     """Run the sweep (or resume it) to the end; returns the rows of `trials.parquet`."""
     sweep = sweep.with_absolute_paths()
     check_storage(sweep, paths, resume)
     fingerprints = Fingerprints.of(sweep)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start_ray(sweep.resources, address)
+    dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:
+        console.print(dashboard_line(dashboard))
+        check_storage_shared(paths)
         concurrency = usable_concurrency(sweep.resources, ray.cluster_resources())
         board = ProgressBoard.options(name=board_name(sweep.name)).remote()
         context = TrialContext(sweep, paths, fingerprints, pipeline)
@@ -90,17 +98,66 @@ def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:
         )
 
 
-def start_ray(resources: ResourcesConfig, address: str | None) -> None:
-    """Join `address`, or start a local cluster with one `trial_driver` slot per concurrent trial."""
+def start_ray(resources: ResourcesConfig, address: str | None, dashboard_host: str) -> str | None:
+    """Join `address`, or start a local cluster with one `trial_driver` slot per concurrent trial and
+    its dashboard on `dashboard_host`. Returns the dashboard's URL, if it runs."""
     runtime_env = {"env_vars": ray_train_env_vars(resources)}
     if address:
-        ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env, log_to_driver=False)
+        context = ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(
+        context = ray.init(
             namespace=NAMESPACE,
             resources={TRIAL_DRIVER: resources.concurrent_trials},
             runtime_env=runtime_env,
             log_to_driver=False,
+            dashboard_host=dashboard_host,
+        )
+    return f"http://{context.dashboard_url}" if context.dashboard_url else None
+
+
+def dashboard_line(url: str | None) -> str:
+    if url is None:
+        return "Ray dashboard: not running"
+    # Ray sets RAY_AUTH_MODE in this process when ray.init() turned token authentication on.
+    signed = os.environ.get("RAY_AUTH_MODE") == "token"
+    return f"Ray dashboard: {url}" + (" (sign in with the token `ray get-auth-token` prints)" if signed else "")
+
+
+@ray.remote(num_cpus=0)
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def storage_readers(probe: Path) -> dict[str, str | None]:
+    """Node address -> what a task on that node reads at `probe`, for one alive node per machine."""
+    node_of_host = {node["NodeManagerAddress"]: node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    if len(node_of_host) < 2:
+        return {}
+    reads = [
+        _read_text.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(probe)
+        for node_id in node_of_host.values()
+    ]
+    return dict(zip(node_of_host, ray.get(reads, timeout=120)))
+
+
+def check_storage_shared(paths: SweepPaths) -> None:
+    """On a cluster of several machines every node must see the same storage: a trial on one machine
+    reads what workers and other trials write on another. A local folder is refused here rather than
+    failing trials later."""
+    token = uuid.uuid4().hex
+    probe = paths.storage / f".probe-{token}"
+    atomic_write_text(probe, token)
+    try:
+        blind = [host for host, seen in storage_readers(probe).items() if seen != token]
+    finally:
+        probe.unlink(missing_ok=True)
+    if blind:
+        raise UserInputError(
+            f"--storage {paths.storage}: a local folder, not seen from node {', '.join(blind)}; on a cluster "
+            "of several machines pass a folder every node mounts at the same path (NFS, EFS, ...)"
         )
 
 

@@ -1,10 +1,11 @@
 """The sweep's result tables, written as trials end: `trials.parquet` and `summary.parquet`.
 
-`TRIAL_COLUMNS` is the one declaration of the trial table; the summary adds `is_best` (the pair's
-best trial by the objective) and `is_pareto` (not dominated in objective against the trade-off
-metric). Both tables are rewritten whole with an atomic rename after every finished, failed or
-pruned trial, keyed by trial id, so a reader never sees a partial file and a resumed sweep (which
-re-reads the table) lists every trial once.
+`TRIAL_FIELDS` is the one declaration of the trial table (name, type, description: the description
+is stored in the Parquet schema too); the summary adds `is_best` (the pair's best trial by the
+objective) and `is_pareto` (not dominated in objective against the trade-off metric). Both tables
+are rewritten whole with an atomic rename after every finished, failed or pruned trial, keyed by
+trial id, so a reader never sees a partial file and a resumed sweep (which re-reads the table)
+lists every trial once.
 """
 
 from __future__ import annotations
@@ -22,54 +23,64 @@ from bistil_ray.orchestration.paths import SweepPaths
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-TRIAL_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("sweep", STRING),
-    ("trial_id", STRING),
-    ("status", STRING),  # ok | pruned | error
-    ("source_lang", STRING),
-    ("target_lang", STRING),
-    ("teacher", STRING),
-    ("task", STRING),
-    ("metric", STRING),
+
+def column(name: str, kind: pa.DataType, description: str) -> pa.Field:
+    """A column; its description travels in the Parquet schema, for readers without this package."""
+    return pa.field(name, kind, metadata={"description": description})
+
+
+TRIAL_FIELDS: list[pa.Field] = [
+    column("sweep", STRING, "the sweep's name (its folder under --storage)"),
+    column("trial_id", STRING, "Ray Tune's trial id; the student is in students/<trial_id>"),
+    column("status", STRING, "ok (finished), pruned (stopped early by the scheduler) or error (failed, retries spent)"),
+    column("source_lang", STRING, "language of the labelled task data the student learns from"),
+    column("target_lang", STRING, "language the student is made for, evaluated zero-shot"),
+    column("teacher", STRING, "the teacher: a hub id, a local directory or builtin:multilingual-e5-small"),
+    column("task", STRING, "the task: the built-in task's name, the hub dataset path/config or the train file's stem"),
+    column("metric", STRING, "what the score columns measure (accuracy)"),
     # searched settings
-    ("student_layers", INT),
-    ("density", FLOAT),
-    ("alpha_hidden", FLOAT),
-    ("alpha_attn", FLOAT),
-    ("alpha_ce", FLOAT),
-    ("temperature", FLOAT),
-    ("lr", FLOAT),
-    ("phase1_lr", FLOAT),
-    ("vocab_threshold", FLOAT),
+    column("student_layers", INT, "student depth (search_space.student_layers, else student.layers)"),
+    column("density", FLOAT, "fraction of parameters LT-SFT's sparse phase updates (phase2.density)"),
+    column("alpha_hidden", FLOAT, "weight of the hidden-state loss in phase 2 (phase2.alpha_hidden)"),
+    column("alpha_attn", FLOAT, "weight of the attention loss in phase 2 (phase2.alpha_attn)"),
+    column("alpha_ce", FLOAT, "weight of the soft cross-entropy on the teacher's logits (phase2.alpha_ce)"),
+    column("temperature", FLOAT, "distillation temperature of phase 2 (phase2.temperature)"),
+    column("lr", FLOAT, "phase-2 learning rate (phase2.lr)"),
+    column("phase1_lr", FLOAT, "phase-1 learning rate (phase1.lr)"),
+    column("vocab_threshold", FLOAT, "least relative frequency of a kept token (vocabulary.threshold)"),
     # scores: the objective is a validation score; target_score is the target test score
-    ("vocab_size", INT),
-    ("objective_score", FLOAT),
-    ("target_score", FLOAT),
-    ("source_score", FLOAT),
-    ("teacher_target_score", FLOAT),
-    ("retention", FLOAT),
+    column("vocab_size", INT, "tokens in the trimmed bilingual vocabulary"),
+    column("objective_score", FLOAT, "what Optuna maximised: the student's objective.score (a validation score)"),
+    column("target_score", FLOAT, "the student's score on the target-language test set (zero-shot, never searched on)"),
+    column("source_score", FLOAT, "the student's score on the source-language validation set"),
+    column("teacher_target_score", FLOAT, "the task teacher's score on the same target-language test set"),
+    column("retention", FLOAT, "target_score / teacher_target_score"),
     # efficiency, student against teacher on the same machine
-    ("student_params", INT),
-    ("teacher_params", INT),
-    ("student_bytes", INT),
-    ("student_latency_ms", FLOAT),
-    ("teacher_latency_ms", FLOAT),
-    ("speedup", FLOAT),
+    column("student_params", INT, "parameters of the student with its task head"),
+    column("teacher_params", INT, "parameters of the task teacher"),
+    column("student_bytes", INT, "bytes of the student's weights, config and tokenizer files"),
+    column("student_latency_ms", FLOAT, "median batch-1 forward time of the student, timed beside the teacher"),
+    column("teacher_latency_ms", FLOAT, "median batch-1 forward time of the task teacher, in the same process"),
+    column("speedup", FLOAT, "student throughput / teacher throughput at batch size 32"),
     # artifacts and cost
-    ("task_teacher_cache_hit", BOOL),
-    ("vocab_cache_hit", BOOL),
-    ("phase1_cache_hit", BOOL),
-    ("task_teacher_key", STRING),
-    ("vocab_key", STRING),
-    ("phase1_key", STRING),
-    ("phase1_seconds", FLOAT),
-    ("phase2_seconds", FLOAT),
-    ("trial_seconds", FLOAT),
-    ("student_path", STRING),
-    ("error", STRING),
+    column("task_teacher_cache_hit", BOOL, "the task teacher was built before (or by another trial) and reused"),
+    column("vocab_cache_hit", BOOL, "the vocabulary was built before (or by another trial) and reused"),
+    column("phase1_cache_hit", BOOL, "the phase-1 student was built before (or by another trial) and reused"),
+    column("task_teacher_key", STRING, "content key of the task teacher: <storage>/artifacts/task_teacher/<key>"),
+    column("vocab_key", STRING, "content key of the vocabulary: <storage>/artifacts/vocabulary/<key>"),
+    column("phase1_key", STRING, "content key of the phase-1 student: <storage>/artifacts/phase1_student/<key>"),
+    column("phase1_seconds", FLOAT, "this trial's time to get its phase-1 student: building, waiting or looking it up"),
+    column("phase2_seconds", FLOAT, "wall time of this trial's phase 2"),
+    column("trial_seconds", FLOAT, "wall time of the whole trial"),
+    column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),
+    column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),
+    column("error", STRING, "the last line of the error, when status is error"),
 ]
-TRIALS_SCHEMA = pa.schema(TRIAL_COLUMNS)
-SUMMARY_SCHEMA = TRIALS_SCHEMA.append(pa.field("is_best", BOOL)).append(pa.field("is_pareto", BOOL))
+TRIAL_COLUMNS: list[tuple[str, pa.DataType]] = [(field.name, field.type) for field in TRIAL_FIELDS]
+TRIALS_SCHEMA = pa.schema(TRIAL_FIELDS)
+SUMMARY_SCHEMA = TRIALS_SCHEMA.append(column("is_best", BOOL, "the pair's best ok trial by objective_score")).append(
+    column("is_pareto", BOOL, "among the pair's ok trials, none has a higher objective_score and a lower trade-off")
+)
 
 
 def trial_row(
@@ -106,12 +117,14 @@ def summary_rows(rows: list[dict[str, Any]], tradeoff: str) -> list[dict[str, An
     return summary
 
 
-def pareto_front(rows: list[dict[str, Any]], tradeoff: str) -> list[dict[str, Any]]:
-    measured = [row for row in rows if row.get(tradeoff) is not None]
+def pareto_front(rows: list[dict[str, Any]], tradeoff: str, score: str = "objective_score") -> list[dict[str, Any]]:
+    """Rows no other row dominates (as good on `score`, higher is better, and `tradeoff`, lower is better;
+    strictly better on one)."""
+    measured = [row for row in rows if row.get(tradeoff) is not None and row.get(score) is not None]
 
     def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        no_worse = a["objective_score"] >= b["objective_score"] and a[tradeoff] <= b[tradeoff]
-        better = a["objective_score"] > b["objective_score"] or a[tradeoff] < b[tradeoff]
+        no_worse = a[score] >= b[score] and a[tradeoff] <= b[tradeoff]
+        better = a[score] > b[score] or a[tradeoff] < b[tradeoff]
         return no_worse and better
 
     return [row for row in measured if not any(dominates(other, row) for other in measured)]

@@ -37,11 +37,11 @@ DIMENSION_KINDS = ("fixed", "choice", "uniform", "loguniform", "integer")
 class Dimension(StrictModel):
     """One searched setting: exactly one of a fixed value, a choice, or an inclusive range."""
 
-    fixed: Number | None = None
-    choice: list[Number] | None = Field(None, min_length=1)
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    integer: tuple[int, int] | None = None
+    fixed: Number | None = Field(None, description="one value (a bare number means this)")
+    choice: list[Number] | None = Field(None, min_length=1, description="values to choose from")
+    uniform: tuple[float, float] | None = Field(None, description="[low, high]")
+    loguniform: tuple[float, float] | None = Field(None, description="[low, high], sampled on a log scale")
+    integer: tuple[int, int] | None = Field(None, description="[low, high], whole numbers, both included")
 
     @model_validator(mode="before")
     @classmethod

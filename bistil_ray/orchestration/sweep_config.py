@@ -57,8 +57,8 @@ class ResourcesConfig(StrictModel):
     """Where trials run. Every training phase of a trial is a Ray Train run of this size."""
 
     workers_per_trial: int = Field(1, ge=1, description="data-parallel workers of each training phase")
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
+    use_gpu: bool = Field(False, description="train and evaluate on GPUs (NCCL between workers)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="also what the vocabulary and evaluation tasks hold")
     gpus_per_worker: float = Field(1.0, gt=0, description="used when use_gpu is true")
     concurrent_trials: int = Field(
         2, ge=1, description="at most; also bounded by what the cluster can run at once without starving"
@@ -75,7 +75,9 @@ class ResourcesConfig(StrictModel):
 class ObjectiveConfig(StrictModel):
     """What Optuna maximises per pair: a validation score, never the target test score."""
 
-    score: Literal["source_validation", "target_validation"] = "source_validation"
+    score: Literal["source_validation", "target_validation"] = Field(
+        "source_validation", description="the student's score on the source or on a target-language validation set"
+    )
     tradeoff: Literal["student_latency_ms", "student_params", "student_bytes"] = Field(
         "student_latency_ms", description="minimised against the score in the Pareto front"
     )
@@ -86,16 +88,18 @@ class AshaConfig(StrictModel):
     """Early stopping of phase 2 by its source-validation score, among trials of one pair."""
 
     grace_period_steps: int = Field(100, gt=0, description="phase-2 steps before a trial can be stopped")
-    reduction_factor: float = Field(3.0, gt=1)
+    reduction_factor: float = Field(3.0, gt=1, description="about 1 in this many trials goes on at each rung")
 
 
 class SweepConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's folder under --storage")
-    teacher: str = "builtin:multilingual-e5-small"
-    trust_remote_code: bool = False
-    task: TaskSpec = TaskSpec(builtin="chatterbot")
-    source_lang: str = "en"
-    target_langs: list[str] = Field(min_length=1)
+    teacher: str = Field(
+        "builtin:multilingual-e5-small", description="a hub id, a local model directory, or the built-in offline e5"
+    )
+    trust_remote_code: bool = Field(False, description="let the teacher run its own code from the hub")
+    task: TaskSpec = Field(TaskSpec(builtin="chatterbot"), description="exactly one of builtin, hub, files")
+    source_lang: str = Field("en", description="language of the labelled task data")
+    target_langs: list[str] = Field(min_length=1, description="one language pair per target language")
     corpora: dict[str, CorpusSpec] = Field(
         default_factory=dict, description="phase-1 text per language; the built-in task has its own"
     )
@@ -105,9 +109,11 @@ class SweepConfig(StrictModel):
     phase1: Phase1Config = Phase1Config()
     phase2: Phase2Config = Phase2Config()
     search_space: SearchSpace = SearchSpace()
-    trials_per_pair: int = Field(4, ge=1)
+    trials_per_pair: int = Field(4, ge=1, description="Optuna trials of each pair")
     objective: ObjectiveConfig = ObjectiveConfig()
-    scheduler: Literal["none", "asha"] = "none"
+    scheduler: Literal["none", "asha"] = Field(
+        "none", description="none: every trial runs to the end; asha: stop weak trials of a pair early"
+    )
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     seed: int = Field(0, description="seeds each pair's Optuna sampler")

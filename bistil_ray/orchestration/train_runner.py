@@ -24,6 +24,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.orchestration.live_view import Progress
+from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.sweep_config import ResourcesConfig
 
 # The custom resource a trial function holds instead of a CPU: a trial holding a CPU would starve its
@@ -73,6 +74,7 @@ class RayTrainHooks:
     """`TrainHooks` inside a Ray Train worker: evaluations become `ray.train.report`s."""
 
     progress: Progress | None = None
+    metrics: TrialMetrics | None = None
     extra_metrics: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     wants_checkpoints: bool = True
     resume_from: Path | None = field(init=False, default=None)
@@ -85,13 +87,18 @@ class RayTrainHooks:
     def on_evaluation(self, metrics: dict[str, Any], checkpoint: Path | None) -> None:
         if self.extra_metrics is not None:
             metrics = {**metrics, **self.extra_metrics(metrics)}
-        if self.progress is not None and ray.train.get_context().get_world_rank() == 0:
-            self.progress.update(step=metrics.get("step"))
+        if ray.train.get_context().get_world_rank() == 0:
+            if self.progress is not None:
+                self.progress.update(step=metrics.get("step"))
+            if self.metrics is not None:
+                self.metrics.training_progress(metrics)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(checkpoint) if checkpoint else None)
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
-    hooks = RayTrainHooks(progress=config["progress"], extra_metrics=config["extra_metrics"])
+    hooks = RayTrainHooks(
+        progress=config["progress"], metrics=config["metrics"], extra_metrics=config["extra_metrics"]
+    )
     metrics = config["step"](config["out_dir"], hooks)
     if ray.train.get_context().get_world_rank() == 0:
         (config["out_dir"] / STEP_METRICS).write_text(json.dumps(metrics, default=str))
@@ -105,6 +112,7 @@ def run_training(
     runs_dir: Path,
     group: WorkerGroup,
     progress: Progress | None = None,
+    metrics: TrialMetrics | None = None,
     report_to_tune: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run a training step on `group`; returns rank 0's metrics. With `report_to_tune`, each
@@ -115,6 +123,7 @@ def run_training(
             "step": step,
             "out_dir": Path(out_dir),
             "progress": progress,
+            "metrics": metrics,
             "extra_metrics": report_to_tune,
         },
         torch_config=TorchConfig(backend="nccl" if group.use_gpu else "gloo"),

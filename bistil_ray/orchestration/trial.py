@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import ray
 from ray import tune
 
 from bistil_ray.atomic import atomic_directory, atomic_write_text
@@ -25,6 +26,7 @@ from bistil_ray.config import RunConfig
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key, remove_dead_staging
 from bistil_ray.orchestration.live_view import Progress, board_name
+from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.search_space import DIMENSIONS
 from bistil_ray.orchestration.sweep_config import SweepConfig
@@ -140,13 +142,31 @@ class _Trial:
     run: RunConfig
     group: WorkerGroup
     progress: Progress
+    metrics: TrialMetrics
     store: ArtifactStore
+
+    def enter(self, phase: str, total_steps: int | None = None) -> None:
+        self.progress.phase(phase, total_steps)
+        self.metrics.enter(phase)
+
+    def artifact(self, kind: str, inputs: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> Artifact:
+        artifact = self.store.get_or_build(kind, inputs, build)
+        self.metrics.artifact_used(kind, artifact.cache_hit)
+        return artifact
 
     def trained_artifact(self, kind: str, inputs: dict[str, Any], step: TrainStep) -> Artifact:
         name = f"{kind}-{artifact_key(inputs)}"
         runs_dir = self.context.paths.artifact_train_runs
-        build = partial(run_training, step, name=name, runs_dir=runs_dir, group=self.group, progress=self.progress)
-        return self.store.get_or_build(kind, inputs, build)
+        build = partial(
+            run_training,
+            step,
+            name=name,
+            runs_dir=runs_dir,
+            group=self.group,
+            progress=self.progress,
+            metrics=self.metrics,
+        )
+        return self.artifact(kind, inputs, build)
 
     def phase2_student(self, step: TrainStep) -> Path:
         """This trial's student, trained unless a previous attempt of the trial published it."""
@@ -164,6 +184,7 @@ class _Trial:
                 runs_dir=self.context.paths.train_runs,
                 group=self.group,
                 progress=self.progress,
+                metrics=self.metrics,
                 report_to_tune=partial(_for_scheduler, PHASE2_SCORE_KEYS[objective]) if use_scheduler else None,
             )
         return final
@@ -181,26 +202,27 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
     run = sweep.run_config(params["target_lang"], {name: params[name] for name in DIMENSIONS})
     group = WorkerGroup.from_resources(sweep.resources)
     progress = Progress(board_name(sweep.name), trial_id)
-    trial = _Trial(context, trial_id, run, group, progress, ArtifactStore(context.paths.artifacts))
+    metrics = TrialMetrics(sweep.name, f"{run.source_lang}-{run.target_lang}", trial_id)
+    trial = _Trial(context, trial_id, run, group, progress, metrics, ArtifactStore(context.paths.artifacts))
 
-    trial.progress.phase("task teacher", run.task_teacher.steps)
+    trial.enter("task teacher", run.task_teacher.steps)
     teacher = trial.trained_artifact(
         "task_teacher", task_teacher_inputs(run, prints), partial(_task_teacher_step, pipeline, run)
     )
-    trial.progress.phase("vocabulary")
-    vocab = trial.store.get_or_build(
+    trial.enter("vocabulary")
+    vocab = trial.artifact(
         "vocabulary", vocabulary_inputs(run, prints), partial(run_task, _vocabulary_step, pipeline, run, group=group)
     )
-    trial.progress.phase("phase 1", run.phase1.steps)
+    trial.enter("phase 1", run.phase1.steps)
     phase1 = trial.trained_artifact(
         "phase1_student", phase1_inputs(run, prints, vocab.key), partial(_phase1_step, pipeline, run, vocab.path)
     )
     phase2_steps = run.phase2.full_steps + run.phase2.sparse_steps
-    trial.progress.phase("phase 2", phase2_steps)
+    trial.enter("phase 2", phase2_steps)
     phase2_started = time.perf_counter()
     student = trial.phase2_student(partial(_phase2_step, pipeline, run, phase1.path, teacher.path, vocab.path))
     phase2_seconds = time.perf_counter() - phase2_started
-    trial.progress.phase("evaluation")
+    trial.enter("evaluation")
     evaluation = run_task(_evaluation_step, pipeline, run, student, teacher.path, group=group)
 
     result = {
@@ -217,8 +239,9 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
         "phase2_seconds": phase2_seconds,
         "trial_seconds": time.perf_counter() - started,
         "student_path": str(student),
+        "node": ray.get_runtime_context().get_node_id(),
         "completed": True,
     }
     atomic_write_text(recorded, json.dumps(result, default=float))  # float: numpy scalars
     tune.report(result)
-    trial.progress.phase("done")
+    trial.enter("done")

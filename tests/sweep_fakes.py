@@ -1,0 +1,97 @@
+"""Fast fake pipeline steps and a small teacher folder for the Ray sweep tests.
+
+Imported by the sweep tests (`from sweep_fakes import fake_pipeline`), and by a driver subprocess
+started with `tests/` on its PYTHONPATH (`python -c "import sweep_fakes; sweep_fakes.drive(...)"`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
+    """The pipeline's functions, as nested functions so that Ray pickles them by value (Ray's workers
+    cannot import this module). With `step_log`, every step appends `<step> <target> <density>` to it
+    when it starts: the density, sampled by Optuna, tells the trials apart."""
+
+    def log(step: str, run) -> None:
+        if step_log is not None:
+            with open(step_log, "a") as handle:  # one short append: whole lines even from many processes
+                handle.write(f"{step} {run.target_lang} {run.phase2.density!r}\n")
+
+    def train(out_dir: Path, hooks, steps: int, result: dict) -> dict:
+        """A loop like the method's: resumes from its checkpoint, reports and checkpoints per evaluation."""
+        first = json.loads((hooks.resume_from / "state.json").read_text())["step"] + 1 if hooks.resume_from else 1
+        for step in range(first, steps + 1):
+            checkpoint = Path(tempfile.mkdtemp())
+            (checkpoint / "state.json").write_text(json.dumps({"step": step}))
+            hooks.on_evaluation({"step": step, "source_accuracy": 0.5}, checkpoint)
+        (out_dir / "config.json").write_text("{}")
+        return result
+
+    def build_task_teacher(run, config, out_dir: Path, hooks) -> dict:
+        log("task_teacher", run)
+        return train(out_dir, hooks, 2, {"source_score": 0.9})
+
+    def build_vocabulary(run, config, out_dir: Path) -> dict:
+        log("vocabulary", run)
+        (out_dir / "vocab.json").write_text("{}")
+        return {"vocab_size": 1000}
+
+    def build_phase1_student(run, vocab, student, config, out_dir: Path, hooks) -> dict:
+        log("phase1", run)
+        return train(out_dir, hooks, 2, {})
+
+    def run_phase2(run, phase1, teacher, vocab, config, out_dir: Path, hooks) -> dict:
+        log("phase2", run)
+        return train(out_dir, hooks, 3, {})
+
+    def evaluate_student(run, student_dir, teacher_dir) -> dict:
+        log("evaluation", run)
+        score = 0.9 - abs(run.phase2.density - 0.1)
+        return {
+            "metric": "accuracy",
+            "source_score": score,
+            "target_score": score - 0.1,
+            "teacher_target_score": 0.85,
+            "retention": (score - 0.1) / 0.85,
+            "vocab_size": 1000,
+            "student_layers": run.student.layers,
+            "student_params": 1_000_000,
+            "teacher_params": 4_000_000,
+            "student_bytes": 4_000_000,
+            "student_latency_ms": 1.0 + run.phase2.density,
+            "teacher_latency_ms": 4.0,
+            "speedup": 4.0 / (1.0 + run.phase2.density),
+        }
+
+    return SimpleNamespace(
+        resolve_inputs=lambda run: run,
+        build_task_teacher=build_task_teacher,
+        build_vocabulary=build_vocabulary,
+        build_phase1_student=build_phase1_student,
+        run_phase2=run_phase2,
+        evaluate_student=evaluate_student,
+    )
+
+
+def small_teacher(folder: Path) -> str:
+    """A teacher folder that fingerprints like a real one; the fake steps never load it."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 4}))
+    (folder / "model.safetensors").write_bytes(b"weights")
+    return str(folder)
+
+
+def drive(sweep_file: str, storage: str, address: str, step_log: str, resume: bool) -> None:
+    """A sweep driver with the fake pipeline, for a subprocess the tests can kill."""
+    from bistil_ray.orchestration.driver import run_sweep
+    from bistil_ray.orchestration.paths import SweepPaths
+    from bistil_ray.orchestration.sweep_config import SweepConfig
+
+    sweep = SweepConfig.model_validate_json(Path(sweep_file).read_text())
+    paths = SweepPaths(Path(storage), sweep.name)
+    run_sweep(sweep, paths, resume=resume, address=address, pipeline=fake_pipeline(Path(step_log)), live=False)
