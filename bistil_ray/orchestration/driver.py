@@ -15,7 +15,7 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bistil_ray import pipeline as bistil_pipeline
-from bistil_ray.atomic import atomic_write_text
+from bistil_ray.atomic import atomic_write_text, remove_stale_temporaries
 from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
@@ -52,6 +52,9 @@ def run_sweep(
         board = ProgressBoard.options(name=board_name(sweep.name)).remote()
         context = TrialContext(sweep, paths, fingerprints, pipeline)
         if resume:
+            # The killed driver's half-written students are unreachable: no writer is alive now.
+            if paths.students.exists():
+                remove_stale_temporaries(paths.students)
             tuner = restore_tuner(paths, context)
         else:
             atomic_write_text(paths.config_snapshot, sweep.model_dump_json(indent=1))
