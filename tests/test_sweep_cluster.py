@@ -43,7 +43,7 @@ def tiny_sweep(name: str, teacher: str, target_langs: list[str], trials_per_pair
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_two_trials_run_on_two_nodes_and_share_the_artifacts(tmp_path):
     from ray.cluster_utils import Cluster
 
@@ -137,7 +137,7 @@ def cluster():
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(900)
 def test_a_sweep_killed_twice_resumes_to_every_trial_once(tmp_path, cluster):
     sweep = tiny_sweep("killed", small_teacher(tmp_path / "teacher"), ["de", "it"], trials_per_pair=2)
     paths = SweepPaths(tmp_path / "storage", sweep.name)

@@ -104,7 +104,7 @@ def cluster():
 
 
 @pytest.mark.ray
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_two_pairs_two_trials_each(tmp_path, cluster):
     from bistil_ray.orchestration.driver import run_sweep
 
