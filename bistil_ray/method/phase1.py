@@ -74,13 +74,17 @@ def distill_step_loss(
     layer_map: LayerMap,
     projection: torch.Tensor | None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Batches carry `mlm_labels` when the MLM term is on; both models then see the masked input."""
+    """One batch through teacher (only if a term needs it) and student, and the weighted loss.
+
+    Shared by both phases: phase 1's batches carry `mlm_labels` when the MLM term is on (both
+    models then see the masked input); phase 2's carry `labels` for the gold-label term."""
     inputs = {key: value for key, value in batch.items() if key not in ("labels", "mlm_labels")}
     teacher_out = None
-    if weights.needs_hidden or weights.needs_attentions:
+    if weights.needs_hidden or weights.needs_attentions or weights.needs_teacher_logits:
         with torch.no_grad():
             teacher_out = teacher(**inputs, **forward_kwargs(weights))
     student_out = student(**inputs, **forward_kwargs(weights))
+    student_logits = getattr(student_out, "logits", None)
     return distillation_loss(
         weights,
         attention_mask=batch["attention_mask"],
@@ -91,7 +95,10 @@ def distill_step_loss(
         teacher_attn=teacher_out.attentions if teacher_out is not None else None,
         attention_pairs=layer_map.attention_pairs,
         projection=projection,
-        mlm_logits=student_out.logits if weights.mlm > 0 else None,
+        student_logits=student_logits if weights.mlm == 0 else None,
+        teacher_logits=getattr(teacher_out, "logits", None),
+        labels=batch.get("labels"),
+        mlm_logits=student_logits if weights.mlm > 0 else None,
         mlm_labels=batch.get("mlm_labels"),
     )
 

@@ -25,7 +25,8 @@ from bistil_ray.config import Phase2Config
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
 from bistil_ray.method.evaluation import classification_scores
 from bistil_ray.method.hooks import TrainHooks
-from bistil_ray.method.losses import LossWeights, distillation_loss, forward_kwargs
+from bistil_ray.method.losses import LossWeights
+from bistil_ray.method.phase1 import distill_step_loss
 from bistil_ray.method.sparse_finetuning import (
     SparseUpdate,
     reset_to_initial,
@@ -61,27 +62,6 @@ def phase2_weights(config: Phase2Config) -> LossWeights:
         ce=config.alpha_ce,
         task=config.alpha_task,
         temperature=config.temperature,
-    )
-
-
-def task_distillation_loss(student, teacher, batch, weights: LossWeights, layer_map: LayerMap, projection):
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
-    with torch.no_grad():
-        teacher_out = teacher(**inputs, **forward_kwargs(weights))
-    student_out = student(**inputs, **forward_kwargs(weights))
-    return distillation_loss(
-        weights,
-        attention_mask=batch["attention_mask"],
-        student_hidden=student_out.hidden_states,
-        teacher_hidden=teacher_out.hidden_states,
-        hidden_pairs=layer_map.hidden_pairs,
-        student_attn=student_out.attentions,
-        teacher_attn=teacher_out.attentions,
-        attention_pairs=layer_map.attention_pairs,
-        projection=projection,
-        student_logits=student_out.logits,
-        teacher_logits=teacher_out.logits,
-        labels=batch.get("labels"),
     )
 
 
@@ -159,7 +139,7 @@ def train_phase2(
         else:
             batch, step_weights = to_device(batches.batch(step), device), weights
         with autocast(device):
-            loss, parts = task_distillation_loss(network, teacher, batch, step_weights, layer_map, projection)
+            loss, parts = distill_step_loss(network, teacher, batch, step_weights, layer_map, projection)
         loss.backward()
         if sparse is not None:
             sparse.mask_gradients()
