@@ -133,6 +133,12 @@ class TaskTeacherConfig(OptimConfig):
 
 class VocabularyConfig(StrictModel):
     threshold: float = Field(1e-6, gt=0, lt=1, description="min relative frequency in either corpus")
+    word_frequencies: bool = Field(
+        True,
+        description="also keep tokens frequent in wordfreq's word lists of either language (large corpora), "
+        "so that a small corpus does not turn common words into the unknown token; languages without a list "
+        "use the corpora alone",
+    )
 
 
 class StudentConfig(StrictModel):

@@ -29,6 +29,7 @@ from bistil_ray.config import (
 )
 from bistil_ray.data.corpora import load_corpus
 from bistil_ray.data.tasks import TaskData, load_task
+from bistil_ray.data.word_frequencies import word_frequencies
 from bistil_ray.method.batching import tokenize_dataset, tokenize_texts
 from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_classifier, measure_efficiency
 from bistil_ray.method.export import load_exported, write_student_directory
@@ -100,9 +101,17 @@ def build_vocabulary(inputs: Inputs, config: VocabularyConfig, out_dir: Path) ->
     """The bilingual vocabulary: phase-1 text of both languages plus the source task's training text."""
     tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
     source = inputs.source_text + list(inputs.task.source_train[inputs.task.text_fields[0]])
-    vocabulary = build_bilingual_vocabulary(tokenizer, source, inputs.target_text, config.threshold)
+    languages = (inputs.run.source_lang, inputs.run.target_lang)
+    word_lists = [word_frequencies(lang) for lang in languages] if config.word_frequencies else []
+    vocabulary = build_bilingual_vocabulary(
+        tokenizer, source, inputs.target_text, config.threshold, [words for words in word_lists if words]
+    )
     vocabulary.save(out_dir)
-    return {"vocab_size": vocabulary.size, "teacher_vocab_size": len(tokenizer)}
+    return {
+        "vocab_size": vocabulary.size,
+        "teacher_vocab_size": len(tokenizer),
+        "word_lists": [lang for lang, words in zip(languages, word_lists) if words],
+    }
 
 
 def bilingual_text(tokenizer, source: list[str], target: list[str], config: Phase1Config) -> BilingualText:

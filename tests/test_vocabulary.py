@@ -14,12 +14,14 @@ from transformers import (
     XLMRobertaTokenizerFast,
 )
 
+from bistil_ray.data.word_frequencies import word_frequencies
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.vocabulary import (
     BilingualVocabulary,
     build_bilingual_vocabulary,
     trim_embeddings,
     trim_tokenizer,
+    word_list_token_frequencies,
 )
 
 WORDPIECE_VOCAB = [
@@ -259,3 +261,24 @@ def test_real_e5_tokenizer_trims_to_the_pair(tmp_path):
             ids = trimmed(text)["input_ids"]
             assert trimmed.convert_ids_to_tokens(ids) == tokenizer.convert_ids_to_tokens(original)
             assert ids == [vocabulary.kept_ids.index(i) for i in original]
+
+
+def test_word_lists_keep_tokens_the_corpora_lack(bert_tokenizer):
+    without = build_bilingual_vocabulary(bert_tokenizer, ["the cat"], ["the"], threshold=0.1)
+    word_list = {"mat": 0.7, "sat": 0.29, "on": 0.01}
+    with_list = build_bilingual_vocabulary(bert_tokenizer, ["the cat"], ["the"], threshold=0.1, word_lists=[word_list])
+    added = {WORDPIECE_VOCAB[i] for i in set(with_list.kept_ids) - set(without.kept_ids)}
+    assert added == {"mat", "sat"}  # "on" is below the threshold in the list
+
+
+def test_word_list_frequencies_weight_pieces_by_word_frequency(bert_tokenizer):
+    frequencies = word_list_token_frequencies(bert_tokenizer, {"cat": 0.75, "mat": 0.25})
+    assert frequencies.sum() == pytest.approx(1.0)
+    assert frequencies[WORDPIECE_VOCAB.index("cat")] == pytest.approx(0.75)
+    assert frequencies[WORDPIECE_VOCAB.index("mat")] == pytest.approx(0.25)
+
+
+def test_wordfreq_lists_match_exact_language_codes():
+    assert word_frequencies("zh")["的"] > 1e-3
+    assert word_frequencies("yo") is None  # wordfreq would fall back to English
+    assert word_frequencies("zh-hant") is None  # a script-qualified tag would get another script

@@ -6,6 +6,11 @@ and a target corpus, keep every token whose relative frequency in either corpus 
 (plus all special and added tokens), and renumber the kept tokens densely in ascending teacher-id
 order: new id = position in `kept_ids`. The tokenizer and the embedding rows are trimmed to match, so
 text made of kept tokens is tokenized into the same pieces and embedded into the same vectors.
+
+A small corpus leaves out common tokens that it happens not to contain, and every such token becomes
+the unknown token at inference time. Word-frequency lists of each language (words with their
+relative frequency in large corpora) can count as further corpora: a list's token frequencies are
+those of its words' pieces, weighted by the words' frequencies.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -67,15 +72,21 @@ class BilingualVocabulary:
 
 
 def build_bilingual_vocabulary(
-    tokenizer: PreTrainedTokenizerFast, source_texts: list[str], target_texts: list[str], threshold: float
+    tokenizer: PreTrainedTokenizerFast,
+    source_texts: list[str],
+    target_texts: list[str],
+    threshold: float,
+    word_lists: Iterable[dict[str, float]] = (),
 ) -> BilingualVocabulary:
-    """Keep tokens with relative frequency >= `threshold` in the source or the target corpus."""
+    """Keep tokens with relative frequency >= `threshold` in the source or the target corpus, or in
+    any of the word-frequency lists (word -> relative frequency)."""
     if not 0 < threshold < 1:
         raise UserInputError(f"vocabulary.threshold: must lie in (0, 1), got {threshold}")
     source_counts = count_tokens(tokenizer, source_texts, "source")
     target_counts = count_tokens(tokenizer, target_texts, "target")
-    frequency = np.maximum(source_counts / source_counts.sum(), target_counts / target_counts.sum())
-    keep = frequency >= threshold
+    frequencies = [source_counts / source_counts.sum(), target_counts / target_counts.sum()]
+    frequencies += [word_list_token_frequencies(tokenizer, words) for words in word_lists]
+    keep = np.maximum.reduce(frequencies) >= threshold
     keep[always_kept_ids(tokenizer)] = True
     kept_ids = np.flatnonzero(keep).tolist()
     return BilingualVocabulary(
@@ -96,6 +107,20 @@ def count_tokens(tokenizer: PreTrainedTokenizerFast, texts: list[str], corpus: s
     if counts.sum() == 0:
         raise UserInputError(f"{corpus} corpus: no tokens (empty or blank text)")
     return counts
+
+
+def word_list_token_frequencies(tokenizer: PreTrainedTokenizerFast, words: dict[str, float]) -> np.ndarray:
+    """Relative token frequencies implied by a word-frequency list: each word's pieces, weighted by
+    the word's frequency."""
+    counts = np.zeros(len(tokenizer), dtype=np.float64)
+    vocabulary, weights = list(words), np.fromiter(words.values(), dtype=np.float64, count=len(words))
+    for start in range(0, len(vocabulary), TOKENIZE_BATCH):
+        encoded = tokenizer(vocabulary[start : start + TOKENIZE_BATCH], add_special_tokens=False)["input_ids"]
+        ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64)
+        piece_weights = np.repeat(weights[start : start + TOKENIZE_BATCH], [len(pieces) for pieces in encoded])
+        counts += np.bincount(ids, weights=piece_weights, minlength=len(tokenizer))
+    total = counts.sum()
+    return counts / total if total > 0 else counts
 
 
 def always_kept_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:

@@ -23,6 +23,7 @@ from ray import tune
 
 from bistil_ray.atomic import atomic_directory, atomic_write_text
 from bistil_ray.config import RunConfig
+from bistil_ray.data.word_frequencies import fingerprint as word_lists_fingerprint
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key, remove_dead_staging
 from bistil_ray.orchestration.live_view import Progress, board_name
@@ -78,6 +79,7 @@ def vocabulary_inputs(run: RunConfig, prints: Fingerprints) -> dict[str, Any]:
         "languages": [run.source_lang, run.target_lang],
         "corpora": [prints.corpora[run.source_lang], prints.corpora[run.target_lang]],
         "vocabulary": run.vocabulary.model_dump(mode="json"),
+        "word_lists": word_lists_fingerprint() if run.vocabulary.word_frequencies else None,
     }
 
 
