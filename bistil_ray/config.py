@@ -18,7 +18,8 @@ from bistil_ray.errors import UserInputError
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity: every bound check (gt, le, ...) is false for NaN, so one would slip through.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- where the teacher, task data and corpora come from ------------------------------------------
@@ -293,6 +294,15 @@ def set_override(data: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise UserInputError(f"--set {key}: {part} is not a mapping")
     node[parts[-1]] = yaml.safe_load(raw)
+
+
+def expand_user(path: str | Path, where: str) -> Path:
+    """`path` with `~` or `~user` expanded; an unknown user is an input error named by `where`."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        user = str(path).split("/", 1)[0]
+        raise UserInputError(f"{where}: {user} is not a user on this machine") from None
 
 
 def load_config(model: type[ModelT], path: Path, overrides: list[str] = ()) -> ModelT:

@@ -85,7 +85,10 @@ def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path,
     """Fine-tune the teacher on source-language task data; best by source validation."""
     tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
-        inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code, **_labels(inputs.task)
+        inputs.teacher_path,
+        trust_remote_code=inputs.run.trust_remote_code,
+        use_safetensors=True,
+        **_labels(inputs.task),
     )
     fields = inputs.task.text_fields
     train = tokenize_dataset(tokenizer, inputs.task.source_train, fields, config.max_length)
@@ -150,6 +153,7 @@ def build_phase1_student(
         inputs.teacher_path,
         attn_implementation=attention_implementation(phase1_weights(config)),
         trust_remote_code=inputs.run.trust_remote_code,
+        use_safetensors=True,
     )
     trim_embeddings(teacher, vocabulary.kept_ids)
     student, layer_map, projection = build_student(teacher, student_config)
@@ -193,10 +197,12 @@ def run_phase2(
     """Task distillation with LT-SFT; writes the shippable student directory."""
     vocabulary = BilingualVocabulary.load(vocab_dir)
     attention = attention_implementation(phase2_weights(config))
-    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, attn_implementation=attention)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        task_teacher_dir, attn_implementation=attention, use_safetensors=True
+    )
     trim_embeddings(teacher, vocabulary.kept_ids)
     student = AutoModelForSequenceClassification.from_pretrained(
-        phase1_dir, attn_implementation=attention, **_labels(inputs.task)
+        phase1_dir, attn_implementation=attention, use_safetensors=True, **_labels(inputs.task)
     )
     _copy_task_head(teacher, student)
     layer_map = LayerMap.load(phase1_dir)
@@ -245,7 +251,7 @@ def evaluate_student(inputs: Inputs, student_dir: Path, task_teacher_dir: Path, 
     size and speed measured side by side in this process."""
     task, fields = inputs.task, inputs.task.text_fields
     student, student_tokenizer = load_exported(student_dir)
-    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir)
+    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
     teacher_tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
     target_test = inputs.target_test
 

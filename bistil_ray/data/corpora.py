@@ -73,14 +73,14 @@ def _non_blank(lines: Iterable[str]) -> Iterator[str]:
 
 
 def _read_text_file(path: Path, limit: int | None) -> list[str]:
+    if path.is_dir():
+        raise UserInputError(f"{path}: is a directory, expected a text file")
+    if not path.is_file():  # also a path no file can have (a NUL byte), which open() would raise on
+        raise UserInputError(f"{path}: no such file")
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the first sentence.
         with path.open(encoding="utf-8-sig") as handle:
             return list(islice(_non_blank(handle), limit))
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory, expected a text file") from None
     except UnicodeDecodeError:
         raise UserInputError(f"{path}: not UTF-8 text") from None
 

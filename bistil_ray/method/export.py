@@ -127,5 +127,5 @@ def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file():
         raise UserInputError(f"{out_dir}: not an exported model directory (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(out_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(out_dir, use_safetensors=True)
     return model.eval(), AutoTokenizer.from_pretrained(out_dir)

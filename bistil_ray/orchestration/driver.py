@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import uuid
@@ -20,6 +19,7 @@ from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
 from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.preflight import check_storage
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, ray_train_env_vars
@@ -47,8 +47,9 @@ def run_sweep(
     dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:
         console.print(dashboard_line(dashboard))
-        check_storage_shared(paths)
+        check_worker_fits_a_node(sweep.resources, [node["Resources"] for node in ray.nodes() if node["Alive"]])
         concurrency = usable_concurrency(sweep.resources, ray.cluster_resources())
+        check_storage_shared(paths)
         board = ProgressBoard.options(name=board_name(sweep.name)).remote()
         context = TrialContext(sweep, paths, fingerprints, pipeline)
         if resume:
@@ -77,28 +78,6 @@ def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool) -> list[tune.Ca
     if not live:
         return [writer]
     return [writer, LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, sweep.trials_per_pair)]
-
-
-def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:
-    """A new sweep must not overwrite an old one; a resumed one must be the sweep that started."""
-    started = tune.Tuner.can_restore(str(paths.experiment))
-    if not resume and started:
-        raise UserInputError(
-            f"{paths.experiment}: sweep '{sweep.name}' already exists; pass --resume to continue it, "
-            "or choose another --storage or name"
-        )
-    if not resume:
-        return
-    if not started or not paths.config_snapshot.exists():
-        raise UserInputError(f"--resume: no sweep to resume in {paths.experiment}")
-    before = json.loads(paths.config_snapshot.read_text())
-    now = json.loads(sweep.model_dump_json())
-    changed = [key for key in now if key != "resources" and now[key] != before.get(key)]
-    if changed:
-        raise UserInputError(
-            f"--resume: {changed[0]} differs from the sweep that started in {paths.experiment} "
-            "(only resources may change on resume)"
-        )
 
 
 def start_ray(resources: ResourcesConfig, address: str | None, dashboard_host: str) -> str | None:
@@ -152,12 +131,15 @@ def check_storage_shared(paths: SweepPaths) -> None:
     failing trials later."""
     token = uuid.uuid4().hex
     probe = paths.storage / f".probe-{token}"
+    created = not paths.storage.exists()
     atomic_write_text(probe, token)
     try:
         blind = [host for host, seen in storage_readers(probe).items() if seen != token]
     finally:
         probe.unlink(missing_ok=True)
     if blind:
+        if created:  # a refused sweep leaves nothing behind
+            paths.storage.rmdir()
         raise UserInputError(
             f"--storage {paths.storage}: a local folder, not seen from node {', '.join(blind)}; on a cluster "
             "of several machines pass a folder every node mounts at the same path (NFS, EFS, ...)"
@@ -166,9 +148,7 @@ def check_storage_shared(paths: SweepPaths) -> None:
 
 def usable_concurrency(resources: ResourcesConfig, cluster: dict[str, float]) -> int:
     """Trials that can run at once without one trial's workers waiting on another's CPUs/GPUs."""
-    per_trial = {"CPU": resources.workers_per_trial * resources.cpus_per_worker, TRIAL_DRIVER: 1.0}
-    if resources.use_gpu:
-        per_trial["GPU"] = resources.workers_per_trial * resources.gpus_per_worker
+    per_trial = {**resources.per_trial(), TRIAL_DRIVER: 1.0}
     fits = {name: math.floor(cluster.get(name, 0.0) / need + 1e-9) for name, need in per_trial.items()}
     short = [name for name, count in fits.items() if count < 1]
     if short:
@@ -178,3 +158,16 @@ def usable_concurrency(resources: ResourcesConfig, cluster: dict[str, float]) ->
             + (f" (start its nodes with --resources='{{\"{TRIAL_DRIVER}\": N}}')" if name == TRIAL_DRIVER else "")
         )
     return min(resources.concurrent_trials, *fits.values())
+
+
+def check_worker_fits_a_node(resources: ResourcesConfig, nodes: list[dict[str, float]]) -> None:
+    """A Train worker's CPUs and GPUs must all be on one node: a request no single node can hold
+    would wait until the worker-group start time-out in every trial, however large the cluster."""
+    for name, need in resources.per_worker().items():
+        largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
+        if need > largest:
+            field = "cpus_per_worker" if name == "CPU" else "gpus_per_worker"
+            raise UserInputError(
+                f"resources.{field}: a worker needs {need:g} {name} on one node but the largest node of the "
+                f"cluster has {largest:g}"
+            )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bistil_ray.config import expand_user
 from bistil_ray.errors import UserInputError
 
 
@@ -30,7 +31,7 @@ def storage_root(value: str) -> Path:
             f"--storage {value}: only local paths and file:// URIs are supported; mount remote storage "
             "(NFS, s3fs, gcsfuse) on every node and pass the mount point"
         )
-    return Path(value).expanduser().resolve()
+    return expand_user(value, f"--storage {value}").resolve()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from bistil_ray.config import (
     TaskSpec,
     TaskTeacherConfig,
     VocabularyConfig,
+    expand_user,
     load_config,
 )
 from bistil_ray.errors import UserInputError
@@ -70,6 +71,14 @@ class ResourcesConfig(StrictModel):
     report_poll_interval_s: float = Field(
         0.5, gt=0, description="how often Ray Train polls workers; each report waits up to this long"
     )
+
+    def per_worker(self) -> dict[str, float]:
+        """What each data-parallel worker holds (all on one node)."""
+        return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
+
+    def per_trial(self) -> dict[str, float]:
+        """What one training phase of a trial holds at once."""
+        return {name: self.workers_per_trial * amount for name, amount in self.per_worker().items()}
 
 
 class ObjectiveConfig(StrictModel):
@@ -140,7 +149,7 @@ class SweepConfig(StrictModel):
     def with_absolute_paths(self) -> "SweepConfig":
         """Local paths (teacher, task files, corpora) made absolute: trials run elsewhere."""
         data = self.model_dump()
-        teacher = Path(self.teacher).expanduser()
+        teacher = expand_user(self.teacher, "teacher")
         if teacher.exists():
             data["teacher"] = str(teacher.resolve())
         files = data["task"]["files"]
@@ -237,7 +246,7 @@ def teacher_depth(teacher: str) -> int | None:
     """The teacher's number of layers when it is known without a download, else None."""
     if teacher in KNOWN_TEACHER_DEPTHS:
         return KNOWN_TEACHER_DEPTHS[teacher]
-    config = Path(teacher).expanduser() / "config.json"
+    config = expand_user(teacher, "teacher") / "config.json"
     if not config.is_file():
         try:
             cached = try_to_load_from_cache(teacher, "config.json")

@@ -5,7 +5,8 @@ A training step is `step(out_dir, hooks) -> metrics`, run identically on every d
 sees. Each evaluation becomes a `ray.train.report` with rank 0's checkpoint, so a restarted worker
 group resumes from it (`worker_restarts` times at most), and so does a later run with the same name
 (a retried trial, a resumed sweep). Controller failures are bounded too, and a worker group that
-cannot start within `worker_start_timeout_s` fails with Ray's message instead of hanging.
+cannot start within `worker_start_timeout_s` (after `controller_failures` retries) fails with a
+`WorkersUnavailableError` naming the resources it asked for, instead of hanging.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ STEP_METRICS = "bistil_step_metrics.json"
 
 TrainStep = Callable[[Path, TrainHooks], dict[str, Any]]
 
+# Ray Train's (internal) errors for a worker group the cluster cannot place: no such resources at all,
+# or none free within the start time-out. Matched by name: the classes are not public.
+WORKER_GROUP_START_FAILURES = ("InsufficientClusterResourcesError", "WorkerGroupStartupTimeoutError")
+
+
+class WorkersUnavailableError(RuntimeError):
+    """A training phase's workers could not start: the message names the resources asked for."""
+
 
 def ray_train_env_vars(resources: ResourcesConfig) -> dict[str, str]:
     """Ray Train settings that exist only as environment variables (set for the whole Ray job)."""
@@ -53,6 +62,7 @@ class WorkerGroup:
     gpus_per_worker: float
     worker_restarts: int
     controller_failures: int
+    start_timeout_s: float
 
     @classmethod
     def from_resources(cls, resources: ResourcesConfig) -> "WorkerGroup":
@@ -63,6 +73,7 @@ class WorkerGroup:
             gpus_per_worker=resources.gpus_per_worker,
             worker_restarts=resources.worker_restarts,
             controller_failures=resources.controller_failures,
+            start_timeout_s=resources.worker_start_timeout_s,
         )
 
     def worker_resources(self) -> dict[str, float]:
@@ -140,12 +151,32 @@ def run_training(
             callbacks=[TuneReportCallback()] if report_to_tune else [],
         ),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except ray.train.ControllerError as error:
+        if type(error.controller_failure).__name__ not in WORKER_GROUP_START_FAILURES:
+            raise
+        raise WorkersUnavailableError(unavailable_message(group)) from error
     metrics_file = Path(out_dir) / STEP_METRICS
     metrics = json.loads(metrics_file.read_text())
     metrics_file.unlink()
     shutil.rmtree(Path(runs_dir) / name, ignore_errors=True)
     return metrics
+
+
+def unavailable_message(group: WorkerGroup) -> str:
+    """Why a worker group did not start, in terms of the resources settings."""
+    asked = group.worker_resources()
+
+    def amounts(resources: dict[str, float]) -> str:
+        return ", ".join(f"{resources.get(name, 0.0):g} {name}" for name in asked)
+
+    return (
+        f"resources: {group.workers} Ray Train worker(s) of {amounts(asked)} each could not start "
+        f"(worker_start_timeout_s {group.start_timeout_s:g}s, {group.controller_failures + 1} attempt(s)); "
+        f"the cluster has {amounts(ray.cluster_resources())} in all, {amounts(ray.available_resources())} free now, "
+        "and each worker's resources must be free on one node"
+    )
 
 
 @ray.remote
