@@ -48,9 +48,20 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one rename (the old content stays readable until then)."""
+    """Replace `path` with `data` in one rename (the old content stays readable until then).
+
+    A failure (disk full, read-only storage) raises an `OSError` of the same errno that names `path`:
+    the OS's own message names no file, or only the temporary one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _replace_by_rename(path, data)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _replace_by_rename(path: Path, data: bytes) -> None:
     descriptor, staging = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
