@@ -78,6 +78,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_dead_staging(final: Path) -> None:
+    """Staging folders for `final` left by writers that died; call only as its one live writer."""
+    for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def remove_stale_temporaries(folder: Path) -> None:
     """Delete `.tmp-*` leftovers of writers that died (call only when no writer is active)."""
     for entry in Path(folder).glob(f"{TMP_PREFIX}*"):

@@ -125,3 +125,12 @@ def test_a_waiting_request_sees_the_artifact_only_once_it_is_complete(tmp_path):
     waiter = store.get_or_build("task_teacher", INPUTS, lambda out_dir: pytest.fail("built twice"))
     builder.join()
     assert waiter.cache_hit and (waiter.path / "weights.bin").read_bytes() == b"complete"
+
+
+def test_a_reused_artifact_reports_what_its_build_cost_not_this_request(tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    built = store.get_or_build("phase1_student", INPUTS, slow_build(tmp_path / "log", seconds=0.2))
+    reused = store.get_or_build("phase1_student", INPUTS, lambda out_dir: pytest.fail("built twice"))
+    assert built.build_seconds >= 0.2 and built.seconds >= built.build_seconds
+    assert reused.cache_hit and reused.build_seconds == pytest.approx(built.build_seconds)
+    assert reused.seconds < 0.2

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 from filelock import FileLock
 
-from bistil_ray.atomic import TMP_PREFIX, atomic_directory
+from bistil_ray.atomic import atomic_directory, remove_dead_staging
 
 # Part of every key: bump it when a change to a step alters what it builds from the same inputs.
 ARTIFACT_FORMAT = 1
@@ -45,6 +44,7 @@ class Artifact:
     metrics: dict[str, Any]  # what its build measured (vocab_size, source_score, ...)
     cache_hit: bool  # built by someone else: earlier, or while this request waited
     seconds: float  # this request's time: building, waiting, or just looking
+    build_seconds: float  # what building it cost its builder: what a request would pay were nothing shared
 
 
 class ArtifactStore:
@@ -70,13 +70,14 @@ class ArtifactStore:
             with lock:
                 if not final.is_dir():
                     remove_dead_staging(final)
-                    metrics = self._build(final, kind, key, inputs, build)
-                    return Artifact(kind, key, final, metrics, False, time.perf_counter() - started)
+                    manifest = self._build(final, kind, key, inputs, build)
+                    return _artifact(manifest, final, cache_hit=False, seconds=time.perf_counter() - started)
         manifest = json.loads((final / MANIFEST).read_text())
-        return Artifact(kind, key, final, manifest["metrics"], True, time.perf_counter() - started)
+        return _artifact(manifest, final, cache_hit=True, seconds=time.perf_counter() - started)
 
     @staticmethod
     def _build(final: Path, kind: str, key: str, inputs: dict[str, Any], build: Callable[[Path], dict]) -> dict:
+        """Build into a staging folder and publish it; returns its manifest."""
         started = time.perf_counter()
         with atomic_directory(final) as staging:
             metrics = build(staging)
@@ -89,10 +90,11 @@ class ArtifactStore:
                 "built_at": datetime.now(timezone.utc).isoformat(),
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        return metrics
+        return manifest
 
 
-def remove_dead_staging(final: Path) -> None:
-    """Staging folders for `final` left by writers that died; call only as its one live writer."""
-    for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+def _artifact(manifest: dict[str, Any], path: Path, *, cache_hit: bool, seconds: float) -> Artifact:
+    return Artifact(
+        manifest["kind"], manifest["key"], path, manifest["metrics"], cache_hit, seconds, manifest["build_seconds"]
+    )
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, ray_train_env_vars
 from bistil_ray.orchestration.trial import Fingerprints, TrialContext
 from bistil_ray.orchestration.tuning import build_tuner, restore_tuner
+from bistil_ray.orchestration.wall_time import driver_session
 
 NAMESPACE = "bistil_ray"
 
@@ -40,6 +42,7 @@ def run_sweep(
     dashboard_host: str = "127.0.0.1",
 ) -> list[dict[str, Any]]:
     """Run the sweep (or resume it) to the end; returns the rows of `trials.parquet`."""
+    started = time.time()  # the sweep's wall time includes fingerprinting and starting Ray
     sweep = sweep.with_absolute_paths()
     check_storage(sweep, paths, resume)
     fingerprints = Fingerprints.of(sweep)
@@ -60,7 +63,8 @@ def run_sweep(
         else:
             atomic_write_text(paths.config_snapshot, sweep.model_dump_json(indent=1))
             tuner = build_tuner(sweep, paths, context, concurrency, callbacks(sweep, paths, live))
-        tuner.fit()
+        with driver_session(paths, started):
+            tuner.fit()
         ray.kill(board)
     finally:
         ray.shutdown()

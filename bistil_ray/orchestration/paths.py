@@ -6,6 +6,7 @@
     <storage>/<sweep>/sweep.json            the validated configuration the sweep started with
     <storage>/<sweep>/trials.parquet        one row per finished, failed or pruned trial
     <storage>/<sweep>/summary.parquet       per pair: the best trial and the Pareto members
+    <storage>/<sweep>/driver_sessions.json  when each run of the driver (the start, each --resume) began and ended
     <storage>/<sweep>/students/<trial_id>/  each trial's student, a Hugging Face model directory
     <storage>/<sweep>/results/<trial_id>.json  each finished trial's final result
     <storage>/<sweep>/train/phase2-<trial>  Ray Train checkpoints of a trial's phase 2
@@ -62,6 +63,10 @@ class SweepPaths:
     @property
     def summary_table(self) -> Path:
         return self.experiment / "summary.parquet"
+
+    @property
+    def driver_sessions(self) -> Path:
+        return self.experiment / "driver_sessions.json"
 
     @property
     def students(self) -> Path:

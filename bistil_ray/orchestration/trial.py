@@ -21,11 +21,11 @@ from typing import Any, Callable
 import ray
 from ray import tune
 
-from bistil_ray.atomic import atomic_directory, atomic_write_text
+from bistil_ray.atomic import atomic_directory, atomic_write_text, remove_dead_staging
 from bistil_ray.config import RunConfig
 from bistil_ray.data.word_frequencies import fingerprint as word_lists_fingerprint
 from bistil_ray.method.hooks import TrainHooks
-from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key, remove_dead_staging
+from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key
 from bistil_ray.orchestration.live_view import Progress, board_name
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
@@ -237,6 +237,11 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
         "task_teacher_key": teacher.key,
         "vocab_key": vocab.key,
         "phase1_key": phase1.key,
+        "task_teacher_build_seconds": teacher.build_seconds,
+        "vocab_build_seconds": vocab.build_seconds,
+        "phase1_build_seconds": phase1.build_seconds,
+        "task_teacher_seconds": teacher.seconds,
+        "vocab_seconds": vocab.seconds,
         "phase1_seconds": phase1.seconds,
         "phase2_seconds": phase2_seconds,
         "trial_seconds": time.perf_counter() - started,
