@@ -148,6 +148,11 @@ class StudentConfig(StrictModel):
         "regular", description="regular: every k-th teacher layer (k = teacher depth / layers); bottom: the first"
     )
     width_factor: int = Field(1, ge=1, description="divide hidden and intermediate size (SVD)")
+    initialisation: Literal["teacher", "random"] = Field(
+        "teacher",
+        description="teacher: copy the teacher's layers (BiStil); random: the same shape freshly initialised, "
+        "for a from-scratch baseline (e.g. phase 1 as MLM only: alpha_mlm > 0, alpha_hidden = alpha_attn = 0)",
+    )
 
 
 class Phase1Config(OptimConfig):

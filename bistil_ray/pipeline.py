@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -146,28 +147,50 @@ def build_phase1_student(
 ) -> dict:
     """General bilingual distillation into a shallower student with the trimmed vocabulary."""
     vocabulary = BilingualVocabulary.load(vocab_dir)
+    # Seeded before the models are built: a fresh MLM head or a random student is part of the run.
+    torch.manual_seed(config.seed)
     # With an MLM term the student needs an MLM head: taken from the teacher where it has one
     # (mBERT, XLM-R), newly initialised where it has none (e5).
     model_class = AutoModelForMaskedLM if config.alpha_mlm > 0 else AutoModel
-    teacher = model_class.from_pretrained(
-        inputs.teacher_path,
-        attn_implementation=attention_implementation(phase1_weights(config)),
-        trust_remote_code=inputs.run.trust_remote_code,
-        use_safetensors=True,
-    )
-    trim_embeddings(teacher, vocabulary.kept_ids)
+    teacher = _trimmed_teacher(inputs, vocabulary, model_class, attention_implementation(phase1_weights(config)))
     student, layer_map, projection = build_student(teacher, student_config)
     text = bilingual_text(vocabulary.tokenizer, inputs.source_text, inputs.target_text, config)
     metrics = train_phase1(
         teacher, student, layer_map, projection, text, config, hooks, vocabulary.tokenizer, log=log
     )
+    _save_phase1_student(out_dir, student, vocabulary, layer_map, projection)
+    return {**metrics, "student_layers": student.config.num_hidden_layers}
+
+
+def build_initial_student(inputs: Inputs, vocab_dir: Path, student_config: StudentConfig, out_dir: Path) -> dict:
+    """The student as `build_student` initialises it, untrained, written where a phase-1 student
+    goes: phase 2 started from it is BiStil without phase 1."""
+    vocabulary = BilingualVocabulary.load(vocab_dir)
+    teacher = _trimmed_teacher(inputs, vocabulary, AutoModel, "sdpa")
+    student, layer_map, projection = build_student(teacher, student_config)
+    _save_phase1_student(out_dir, student, vocabulary, layer_map, projection)
+    return {"student_layers": student.config.num_hidden_layers}
+
+
+def _trimmed_teacher(inputs: Inputs, vocabulary: BilingualVocabulary, model_class, attention: str):
+    teacher = model_class.from_pretrained(
+        inputs.teacher_path,
+        attn_implementation=attention,
+        trust_remote_code=inputs.run.trust_remote_code,
+        use_safetensors=True,
+    )
+    trim_embeddings(teacher, vocabulary.kept_ids)
+    return teacher
+
+
+def _save_phase1_student(out_dir: Path, student, vocabulary: BilingualVocabulary, layer_map: LayerMap, projection) -> None:
+    """What phase 2 reads: the student, its tokenizer, its layer map and width projection (rank 0)."""
     if is_main_process():
         student.save_pretrained(out_dir)
         vocabulary.tokenizer.save_pretrained(out_dir)
         layer_map.save(out_dir)
         if projection is not None:
             save_file({"projection": projection.contiguous()}, out_dir / PROJECTION_FILE)
-    return {**metrics, "student_layers": student.config.num_hidden_layers}
 
 
 def _copy_task_head(teacher, student) -> bool:

@@ -115,6 +115,23 @@ def test_phase1_with_masked_lm_term_trains_the_mlm_head(tokenizer):
     assert not torch.equal(student.cls.predictions.transform.dense.weight, head_before)
 
 
+def test_phase1_with_masked_lm_only_trains_a_random_student_without_running_the_teacher(tokenizer):
+    torch.manual_seed(0)
+    teacher = BertForMaskedLM(tiny_config()).eval()
+
+    def refuse(module, args, kwargs):
+        raise AssertionError("the teacher ran, but no loss term needs it")
+
+    teacher.register_forward_pre_hook(refuse, with_kwargs=True)
+    student, layer_map, projection = build_student(teacher, StudentConfig(layers=2, initialisation="random"))
+    text = BilingualText(source=sentences(64, 1), target=sentences(64, 2), validation=sentences(16, 3))
+    config = Phase1Config(
+        steps=8, eval_every=4, batch_size=8, lr=1e-3, warmup_ratio=0.0, alpha_hidden=0.0, alpha_attn=0.0, alpha_mlm=1.0
+    )
+    metrics = train_phase1(teacher, student, layer_map, projection, text, config, LocalHooks(), tokenizer, log=lambda m: None)
+    assert metrics["step"] == 8 and {key for key in metrics if key.startswith("loss_")} == {"loss_mlm"}
+
+
 def test_task_teacher_learns_a_learnable_task():
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_config())

@@ -1,19 +1,26 @@
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 from transformers import (
     AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
     BertModel,
+    BertTokenizerFast,
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
 )
 
-from bistil_ray.config import StudentConfig
+from bistil_ray.config import RunConfig, StudentConfig
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.student import LayerMap, build_student, select_teacher_layers
+from bistil_ray.method.vocabulary import untrimmed_vocabulary
+from bistil_ray.pipeline import Inputs, build_initial_student
+from fixtures_teacher import tiny_bert_dir  # noqa: F401  (fixture)
 
 TINY = dict(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64)
 
@@ -129,6 +136,47 @@ def test_sequence_classification_teacher_gives_student_with_the_same_head(teache
     with torch.no_grad():
         logits = student.eval()(input_ids=torch.randint(3, 100, (2, 7))).logits
     assert logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("model_class", [BertModel, BertForMaskedLM, BertForSequenceClassification])
+def test_random_student_has_the_copied_students_shape_and_fresh_weights(model_class):
+    teacher = tiny_bert(layers=4, model_class=model_class)
+    copied, copied_map, _ = build_student(teacher, StudentConfig(layers=2))
+    torch.manual_seed(1)
+    fresh, fresh_map, _ = build_student(teacher, StudentConfig(layers=2, initialisation="random"))
+    torch.manual_seed(1)
+    again, _, _ = build_student(teacher, StudentConfig(layers=2, initialisation="random"))
+    assert type(fresh) is type(copied) and fresh.config.to_dict() == copied.config.to_dict()
+    assert fresh_map == copied_map
+    copied_state, fresh_state = copied.state_dict(), fresh.state_dict()
+    assert {key: value.shape for key, value in fresh_state.items()} == {key: value.shape for key, value in copied_state.items()}
+    matrices = [key for key, value in copied_state.items() if value.dim() == 2]
+    assert matrices and not any(torch.equal(fresh_state[key], copied_state[key]) for key in matrices)
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in fresh_state.items()), "not seeded"
+    # The class's own initialiser ran: normal(0, initializer_range) matrices, unit layer norms.
+    word_embeddings = fresh.get_input_embeddings().weight
+    assert abs(word_embeddings.std().item() - fresh.config.initializer_range) < 0.005
+    assert torch.equal(fresh.base_model.encoder.layer[0].output.LayerNorm.weight, torch.ones(32))
+    if model_class is BertForMaskedLM:
+        assert fresh.get_output_embeddings().weight is word_embeddings
+
+
+def test_untrained_student_directory_is_what_phase_2_reads(tiny_bert_dir, tmp_path):
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(5, 64)]
+    backend = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    vocab_dir, out_dir = tmp_path / "vocabulary", tmp_path / "student"
+    untrimmed_vocabulary(BertTokenizerFast(tokenizer_object=backend)).save(vocab_dir)
+    inputs = Inputs(run=RunConfig(target_lang="zh"), teacher_path=str(tiny_bert_dir), task=None, source_text=[], target_text=[])
+    out_dir.mkdir()
+
+    assert build_initial_student(inputs, vocab_dir, StudentConfig(layers=2), out_dir) == {"student_layers": 2}
+
+    teacher = BertModel.from_pretrained(tiny_bert_dir)
+    student = AutoModelForSequenceClassification.from_pretrained(out_dir, num_labels=3)
+    assert LayerMap.load(out_dir).teacher_layers == [1, 3]
+    assert AutoTokenizer.from_pretrained(out_dir)("w5 w6", add_special_tokens=False)["input_ids"] == [5, 6]
+    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.encoder.layer[3].output.dense.weight)
 
 
 def test_masked_lm_student_keeps_its_output_layer_tied():

@@ -21,6 +21,7 @@ from bistil_ray.method.vocabulary import (
     build_bilingual_vocabulary,
     trim_embeddings,
     trim_tokenizer,
+    untrimmed_vocabulary,
     word_list_token_frequencies,
 )
 
@@ -170,6 +171,24 @@ def test_trimming_a_loaded_tokenizer_renumbers_its_added_tokens(unigram_tokenize
     trimmed = trim_tokenizer(loaded, [0, 1, 2, 3, 4, 5, 23])
     assert trimmed.mask_token_id == 6 and len(trimmed) == 7
     assert trimmed("the cat <mask>")["input_ids"] == [0, 4, 5, 6, 2]
+
+
+def test_untrimmed_vocabulary_keeps_every_token_and_leaves_the_model_unchanged(bert_tokenizer, tmp_path):
+    vocabulary = untrimmed_vocabulary(bert_tokenizer)
+    assert vocabulary.kept_ids == list(range(len(WORDPIECE_VOCAB)))
+    vocabulary.save(tmp_path)
+    loaded = BilingualVocabulary.load(tmp_path)
+    assert loaded.kept_ids == vocabulary.kept_ids
+    text = ["the big birds flying on the mat 猫"]
+    assert loaded.tokenizer(text)["input_ids"] == bert_tokenizer(text)["input_ids"]
+    torch.manual_seed(0)
+    model = BertModel(tiny_bert_config()).eval()
+    inputs = bert_tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**inputs).last_hidden_state
+    trim_embeddings(model, loaded.kept_ids)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).last_hidden_state, expected)
 
 
 def test_load_without_record_names_the_file(tmp_path):

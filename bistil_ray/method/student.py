@@ -91,7 +91,9 @@ def build_student(
     """A student initialised from `teacher`, its layer map, and the hidden-state projection P (or None).
 
     `calibration_hidden` (any shape ending in the teacher's hidden size; teacher hidden states of
-    sample text, padding removed) replaces the embedding matrix as the basis of P.
+    sample text, padding removed) replaces the embedding matrix as the basis of P. With
+    `initialisation: random` the student has the same shape, layer map and P, but fresh weights
+    drawn by its class's own initialiser from torch's global RNG.
     """
     teacher_layers = select_teacher_layers(teacher.config.num_hidden_layers, config.layers, config.layer_selection)
     student = _copy_layers(teacher, teacher_layers)
@@ -99,6 +101,8 @@ def build_student(
     if config.width_factor > 1:
         projection = hidden_projection(teacher, config.width_factor, calibration_hidden)
         student = _narrow(student, config.width_factor, projection)
+    if config.initialisation == "random":
+        student = _fresh_model(student, copy.deepcopy(student.config))
     student.train(teacher.training)
     return student, LayerMap.from_teacher_layers(teacher_layers), projection
 
@@ -126,10 +130,15 @@ def _student_config(teacher: PreTrainedModel, depth: int) -> PretrainedConfig:
     return config
 
 
-def _copy_layers(teacher: PreTrainedModel, teacher_layers: list[int]) -> PreTrainedModel:
+def _fresh_model(like: PreTrainedModel, config: PretrainedConfig) -> PreTrainedModel:
+    """A newly initialised model of `like`'s class, device and dtype, with a pooler only if `like` has one."""
     # Base encoders (BertModel, XLMRobertaModel) may be built without a pooler (e5 has none).
-    without_pooler = {"add_pooling_layer": False} if getattr(teacher, "pooler", True) is None else {}
-    student = type(teacher)(_student_config(teacher, len(teacher_layers)), **without_pooler)
+    without_pooler = {"add_pooling_layer": False} if getattr(like, "pooler", True) is None else {}
+    return type(like)(config, **without_pooler).to(device=like.device, dtype=like.dtype)
+
+
+def _copy_layers(teacher: PreTrainedModel, teacher_layers: list[int]) -> PreTrainedModel:
+    student = _fresh_model(teacher, _student_config(teacher, len(teacher_layers)))
     layers_name, _ = encoder_layers(teacher)
     teacher_state = teacher.state_dict()
     student_state = {}
@@ -140,7 +149,7 @@ def _copy_layers(teacher: PreTrainedModel, teacher_layers: list[int]) -> PreTrai
             teacher_key = f"{layers_name}.{teacher_layers[int(j)]}.{rest}"
         student_state[key] = teacher_state[teacher_key]
     student.load_state_dict(student_state, strict=True)
-    return student.to(device=teacher.device, dtype=teacher.dtype)
+    return student
 
 
 # --- width reduction -------------------------------------------------------------------------------

@@ -97,6 +97,14 @@ def build_bilingual_vocabulary(
     )
 
 
+def untrimmed_vocabulary(tokenizer: PreTrainedTokenizerFast) -> BilingualVocabulary:
+    """Every token of `tokenizer` with its own id: the vocabulary of a multilingual student, in the
+    form the steps that take a trimmed one read. No corpus is counted, so its token counts are 0."""
+    return BilingualVocabulary(
+        kept_ids=list(range(len(tokenizer))), tokenizer=tokenizer, source_tokens=0, target_tokens=0
+    )
+
+
 def count_tokens(tokenizer: PreTrainedTokenizerFast, texts: list[str], corpus: str) -> np.ndarray:
     """Occurrences of every token id in `texts`, tokenized as the model sees them but without specials."""
     counts = np.zeros(len(tokenizer), dtype=np.int64)
