@@ -7,6 +7,7 @@ TORCH_VERSION ?= 2.13.0
 PIP := $(VENV)/bin/pip
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_TRIALS := results/demo/trials.parquet
 
 .PHONY: install demo test test-fast bench clean
 
@@ -27,6 +28,18 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e and not ray"
+
+# Every benchmark, one after another, into bench/results (see bench/README.md); on a quiet machine.
+# sweep_reuse reads the demo sweep's results, so the demo runs first unless it already has.
+bench: $(STAMP) $(DEMO_TRIALS)
+	$(PY) -m bench.student_speed
+	$(PY) -m bench.loop_vs_bare
+	$(PY) -m bench.ray_fixed_cost
+	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
+	$(PY) -m bench.claims
+
+$(DEMO_TRIALS): | $(STAMP)
+	$(MAKE) demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache
