@@ -99,8 +99,9 @@ def make_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]], config:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    fused = torch.cuda.is_available()
-    return torch.optim.AdamW(groups, lr=config.lr, fused=fused)
+    # Fused on CPU too: one kernel over all parameters, about 3x faster than PyTorch's default
+    # per-tensor loop on a 2-core CPU (bench/results/loop_vs_bare.md: 9.7 against 29.0 ms per step).
+    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_ratio: float):
