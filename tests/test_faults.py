@@ -104,16 +104,6 @@ def logged_steps(step_log: Path) -> list[tuple[int, int]]:
     return [tuple(int(field) for field in line.split()) for line in step_log.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One node of 2 CPUs with 2 trial slots, like the sweep tests' local cluster."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"trial_driver": 2}})
-    yield cluster
-    cluster.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.timeout(180)
 def test_a_killed_train_worker_resumes_the_phase_from_its_last_checkpoint(tmp_path, cluster):

@@ -127,15 +127,6 @@ def driver_log(paths: SweepPaths) -> str:
     return (paths.storage / "driver.log").read_text()[-3000:]
 
 
-@pytest.fixture
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"trial_driver": 2}})
-    yield cluster
-    cluster.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_a_sweep_killed_twice_resumes_to_every_trial_once(tmp_path, cluster):

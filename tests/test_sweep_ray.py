@@ -94,15 +94,6 @@ def test_concurrency_is_what_the_cluster_runs_without_starving_a_trial():
         usable_concurrency(two_workers, {"CPU": 64})
 
 
-@pytest.fixture
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"trial_driver": 2}})
-    yield cluster
-    cluster.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_two_pairs_two_trials_each(tmp_path, cluster):
