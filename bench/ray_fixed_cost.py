@@ -11,7 +11,11 @@ not per phase); its start-up time is reported on its own.
 
 The Ray time is split with timestamps the step writes as it starts and ends: start-up (controller,
 worker group, worker process imports), the step itself (which also pays for reports and checkpoint
-uploads), and shut-down.
+uploads), and shut-down. A third variant runs an empty step under Ray Train: Ray Train's own floor
+on this machine (each `fit` starts a controller, a worker, a synchronisation actor, a placement-group
+cleaner, a preemption watcher and a dataset manager, each a new Python process). What the phase pays
+above that floor is its own start in a fresh process: importing torch, transformers and the package,
+loading its inputs, first-use costs.
 
     .venv/bin/python -m bench.ray_fixed_cost [--steps 24] [--eval-every 12] [--repeats 3]
 """
@@ -32,21 +36,12 @@ import transformers
 
 from bench.common import alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
 from bench.fixtures import demo_sweep, load_bench_data
+from bench.stamped_steps import STAMPS, empty_step, stamped_step
 from bistil_ray import pipeline
-from bistil_ray.method.hooks import LocalHooks, TrainHooks
+from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.orchestration.driver import start_ray
 from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, ray_train_env_vars, run_training
 from bistil_ray.orchestration.trial import _phase1_step
-
-STAMPS = "bench_stamps.json"
-
-
-def stamped_step(step: TrainStep, out_dir: Path, hooks: TrainHooks) -> dict[str, Any]:
-    """`step`, recording wall-clock times (comparable across processes of one machine) as it starts and ends."""
-    entered = time.time()
-    metrics = step(out_dir, hooks)
-    (Path(out_dir) / STAMPS).write_text(json.dumps({"entered": entered, "exited": time.time()}))
-    return metrics
 
 
 class Bench:
@@ -55,6 +50,7 @@ class Bench:
         self.group = group
         self.work_dir = work_dir
         self.ray_parts: list[dict[str, float]] = []
+        self.empty_parts: list[dict[str, float]] = []
 
     def fresh_dir(self, name: str) -> Path:
         path = self.work_dir / f"{name}-{uuid.uuid4().hex[:8]}"
@@ -69,15 +65,21 @@ class Bench:
         return seconds
 
     def under_ray(self) -> float:
+        return self._run_under_ray(self.step, self.ray_parts)
+
+    def empty_under_ray(self) -> float:
+        return self._run_under_ray(partial(stamped_step, empty_step), self.empty_parts)
+
+    def _run_under_ray(self, step: TrainStep, parts: list[dict[str, float]]) -> float:
         out_dir = self.fresh_dir("out")
         called = time.time()
         _, seconds = timed(
             lambda: run_training(
-                self.step, out_dir, name=f"bench-{uuid.uuid4().hex[:8]}", runs_dir=self.work_dir / "runs", group=self.group
+                step, out_dir, name=f"bench-{uuid.uuid4().hex[:8]}", runs_dir=self.work_dir / "runs", group=self.group
             )
         )
         stamps = json.loads((out_dir / STAMPS).read_text())
-        self.ray_parts.append(
+        parts.append(
             {
                 "start_s": stamps["entered"] - called,
                 "step_s": stamps["exited"] - stamps["entered"],
@@ -89,10 +91,11 @@ class Bench:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    parts = record["ray_parts_median"]
+    parts, empty = record["ray_parts_median"], record["empty_parts_median"]
     rows = [
         ["in process", record["in_process_s"], "", "", ""],
         ["Ray Train, 1 worker", record["ray_s"], parts["start_s"], parts["step_s"], parts["finish_s"]],
+        ["Ray Train, 1 worker, empty step", record["ray_empty_s"], empty["start_s"], empty["step_s"], empty["finish_s"]],
     ]
     settings = record["settings"]
     return (
@@ -100,7 +103,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"The sweep's phase-1 step ({settings['steps']} steps, evaluation and checkpoint every "
         f"{settings['eval_every']}), medians of {settings['repeats']} alternating runs (seconds).\n\n"
         + markdown_table(["run", "wall", "start-up", "step", "shut-down"], rows)
-        + f"\n**ray_fixed_cost_s** = {record['ray_fixed_cost_s']:.2f} s per phase; `ray.init` (once per sweep) "
+        + f"\n**ray_fixed_cost_s** = {record['ray_fixed_cost_s']:.2f} s per phase, of which Ray Train's own floor "
+        f"(the empty step) is {record['ray_empty_s']:.2f} s and the phase's start in a fresh process the other "
+        f"{record['ray_fixed_cost_s'] - record['ray_empty_s']:.2f} s. `ray.init` (once per sweep) "
         f"took {record['ray_init_s']:.2f} s. Ray Train settings: "
         + ", ".join(f"`{name}={value}`" for name, value in record["ray_train_env"].items())
         + "\n"
@@ -125,7 +130,9 @@ def main() -> None:
     _, ray_init_s = timed(lambda: start_ray(sweep.resources, None, "127.0.0.1"))
     try:
         bench.in_process()  # untimed warm-up: this process's first phase pays one-off set-up costs
-        seconds = alternating({"in_process": bench.in_process, "ray": bench.under_ray}, args.repeats)
+        seconds = alternating(
+            {"in_process": bench.in_process, "ray": bench.under_ray, "ray_empty": bench.empty_under_ray}, args.repeats
+        )
     finally:
         ray.shutdown()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -139,14 +146,18 @@ def main() -> None:
         "ray_seconds": seconds["ray"],
         "ray_parts": bench.ray_parts,
         "ray_parts_median": {name: median([parts[name] for parts in bench.ray_parts]) for name in bench.ray_parts[0]},
+        "ray_empty_seconds": seconds["ray_empty"],
+        "empty_parts": bench.empty_parts,
+        "empty_parts_median": {name: median([parts[name] for parts in bench.empty_parts]) for name in bench.empty_parts[0]},
         "in_process_s": median(seconds["in_process"]),
         "ray_s": median(seconds["ray"]),
+        "ray_empty_s": median(seconds["ray_empty"]),
     }
     record["ray_fixed_cost_s"] = record["ray_s"] - record["in_process_s"]
     write_report(args.out, "ray_fixed_cost", record, markdown(record))
     merge_summary(
         args.out,
-        {"ray_fixed_cost_s": record["ray_fixed_cost_s"], "ray_init_s": ray_init_s},
+        {"ray_fixed_cost_s": record["ray_fixed_cost_s"], "ray_train_floor_s": record["ray_empty_s"], "ray_init_s": ray_init_s},
         "bench.ray_fixed_cost",
     )
     print(markdown(record))

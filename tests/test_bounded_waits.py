@@ -43,6 +43,7 @@ def test_start_timeout_and_failure_limits_reach_ray_train(monkeypatch, tmp_path)
             (tmp_path / train_runner.STEP_METRICS).write_text("{}")
 
     monkeypatch.setattr(train_runner, "TorchTrainer", RecordingTrainer)
+    monkeypatch.setattr(train_runner.ray, "put", lambda value: value)  # no Ray in this test
     group = WorkerGroup.from_resources(resources)
     train_runner.run_training(lambda out_dir, hooks: {}, tmp_path, name="run", runs_dir=tmp_path, group=group)
     failure = built["run_config"].failure_config
