@@ -51,6 +51,29 @@ def test_start_timeout_and_failure_limits_reach_ray_train(monkeypatch, tmp_path)
     assert (failure.max_failures, failure.controller_failure_limit) == (2, 1)
 
 
+def test_the_trainer_carries_only_a_reference_to_the_work(monkeypatch, tmp_path):
+    """The Train controller unpickles the trainer: a step inside it would make the controller import
+    torch, transformers and the method (bench/ray_fixed_cost.py measured 3 s of every phase)."""
+    built, put = {}, []
+
+    class RecordingTrainer:
+        def __init__(self, train_loop_per_worker, train_loop_config, **kwargs):
+            built.update(train_loop_config)
+
+        def fit(self):
+            (tmp_path / train_runner.STEP_METRICS).write_text("{}")
+
+    def step(out_dir, hooks):
+        return {}
+
+    monkeypatch.setattr(train_runner, "TorchTrainer", RecordingTrainer)
+    monkeypatch.setattr(train_runner.ray, "put", lambda value: put.append(value) or "reference")
+    group = WorkerGroup.from_resources(ResourcesConfig())
+    train_runner.run_training(step, tmp_path, name="run", runs_dir=tmp_path, group=group)
+    assert built == {"work": "reference"}
+    assert len(put) == 1 and put[0]["step"] is step and put[0]["out_dir"] == tmp_path
+
+
 @pytest.fixture(scope="module")
 def two_small_nodes():
     """Two nodes of 2 CPUs, no GPU; the head has the trial slots."""
