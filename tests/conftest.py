@@ -20,7 +20,7 @@ def cluster():
 
 # The test process starts and stops Ray many times. Native threads that a stopped Ray session leaves
 # behind can crash the interpreter's own finalisation (ray-project/ray#31145), after every test has
-# passed and the report is printed: seen once in CI as "296 passed", then SIGSEGV and exit status 139.
+# passed and the report is printed: seen once in CI as "296 passed", then "make: *** [...] Segmentation fault".
 # Nothing of the tests runs after pytest unconfigures, so the process leaves with pytest's exit status
 # without finalising.
 _exit_status: int | None = None
