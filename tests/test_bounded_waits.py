@@ -30,47 +30,44 @@ def test_a_trial_larger_than_this_machine_is_refused_naming_the_resource():
     check_fits_machine(ResourcesConfig(workers_per_trial=2, cpus_per_worker=2), {"CPU": 4.0, "GPU": 0.0})
 
 
-def test_start_timeout_and_failure_limits_reach_ray_train(monkeypatch, tmp_path):
-    resources = ResourcesConfig(worker_start_timeout_s=7, worker_restarts=2, controller_failures=1)
-    assert ray_train_env_vars(resources)["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "7.0"
-    built = {}
+@pytest.fixture
+def recorded_training(monkeypatch, tmp_path):
+    """`run_training` without Ray: the TorchTrainer's arguments and what went into the object store."""
+    recorded = {"trainer": {}, "put": []}
 
     class RecordingTrainer:
         def __init__(self, *args, **kwargs):
-            built.update(kwargs)
+            recorded["trainer"].update(kwargs)
 
         def fit(self):
             (tmp_path / train_runner.STEP_METRICS).write_text("{}")
 
     monkeypatch.setattr(train_runner, "TorchTrainer", RecordingTrainer)
-    monkeypatch.setattr(train_runner.ray, "put", lambda value: value)  # no Ray in this test
+    monkeypatch.setattr(train_runner.ray, "put", lambda value: recorded["put"].append(value) or "reference")
+    return recorded
+
+
+def test_start_timeout_and_failure_limits_reach_ray_train(recorded_training, tmp_path):
+    resources = ResourcesConfig(worker_start_timeout_s=7, worker_restarts=2, controller_failures=1)
+    assert ray_train_env_vars(resources)["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "7.0"
     group = WorkerGroup.from_resources(resources)
     train_runner.run_training(lambda out_dir, hooks: {}, tmp_path, name="run", runs_dir=tmp_path, group=group)
-    failure = built["run_config"].failure_config
+    failure = recorded_training["trainer"]["run_config"].failure_config
     # -1 would mean forever: Ray Train's default for controller failures.
     assert (failure.max_failures, failure.controller_failure_limit) == (2, 1)
 
 
-def test_the_trainer_carries_only_a_reference_to_the_work(monkeypatch, tmp_path):
+def test_the_trainer_carries_only_a_reference_to_the_work(recorded_training, tmp_path):
     """The Train controller unpickles the trainer: a step inside it would make the controller import
     torch, transformers and the method (bench/ray_fixed_cost.py measured 3 s of every phase)."""
-    built, put = {}, []
-
-    class RecordingTrainer:
-        def __init__(self, train_loop_per_worker, train_loop_config, **kwargs):
-            built.update(train_loop_config)
-
-        def fit(self):
-            (tmp_path / train_runner.STEP_METRICS).write_text("{}")
 
     def step(out_dir, hooks):
         return {}
 
-    monkeypatch.setattr(train_runner, "TorchTrainer", RecordingTrainer)
-    monkeypatch.setattr(train_runner.ray, "put", lambda value: put.append(value) or "reference")
     group = WorkerGroup.from_resources(ResourcesConfig())
     train_runner.run_training(step, tmp_path, name="run", runs_dir=tmp_path, group=group)
-    assert built == {"work": "reference"}
+    put = recorded_training["put"]
+    assert recorded_training["trainer"]["train_loop_config"] == {"work": "reference"}
     assert len(put) == 1 and put[0]["step"] is step and put[0]["out_dir"] == tmp_path
 
 
