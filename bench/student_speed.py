@@ -7,8 +7,8 @@ The models, all with a task head of the demo task's classes:
     saves from what the depth saves;
   - students of each depth built from the trimmed teacher (`build_student`, the sweep's layer map).
 Each is timed by the sweep's own measurement (`evaluation.measure_efficiency`: warm-up, then
-round-robin rounds of 16 batch-1 forwards and one batch-32 forward, medians) on the demo pair's
-target-language test sentences, each through the model's own tokenizer. That measurement is
+round-robin rounds of 16 batch-1 forwards and the first 256 texts in batches of 32, medians) on
+the demo pair's target-language test sentences, each through the model's own tokenizer. That measurement is
 repeated with the models in alternating order, and the medians of its results are reported.
 Training does not change how fast a model runs, so the students are not trained.
 
@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from bench.common import arguments, machine, markdown_table, median, merge_summary, write_report
 from bench.fixtures import BenchData, demo_sweep, full_teacher, load_bench_data, student_of, trimmed_teacher
-from bistil_ray.method.evaluation import THROUGHPUT_BATCH_SIZE, Efficiency, measure_efficiency
+from bistil_ray.method.evaluation import THROUGHPUT_BATCH_SIZE, Efficiency, measure_efficiency, throughput_batches
 from bistil_ray.method.training import training_device
 
 STUDENT_DEPTHS = (6, 4, 3)
@@ -73,9 +73,9 @@ def measured(models: Models, texts: list[str], rounds: int, repeats: int) -> lis
 
 
 def tokens_per_text(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> float:
-    """Mean tokens per text of the batch-32 input: tokenizers that split differently do different work."""
-    batch = [texts[i % len(texts)] for i in range(THROUGHPUT_BATCH_SIZE)]
-    return sum(len(ids) for ids in tokenizer(batch, truncation=True)["input_ids"]) / len(batch)
+    """Mean tokens per text of the throughput sample: tokenizers that split differently do different work."""
+    sample = [text for batch in throughput_batches(texts) for text in batch]
+    return sum(len(ids) for ids in tokenizer(sample, truncation=True)["input_ids"]) / len(sample)
 
 
 def compare(models: Models, texts: list[str], results: list[dict[str, Efficiency]]) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from bistil_ray.method.evaluation import (
     evaluate_classifier,
     measure_efficiency,
     predict,
+    throughput_batches,
 )
 
 WORDS = "the cat dog sat on a mat ran fast slow red blue big small house tree".split()
@@ -152,6 +153,15 @@ def test_measure_efficiency_fewer_layers_give_higher_throughput(tmp_path: Path):
     assert teacher.bytes_on_disk is None and student.bytes_on_disk == directory_bytes(tmp_path)
     assert student.throughput_batch32 > 1.5 * teacher.throughput_batch32
     assert student.latency_ms_batch1 < teacher.latency_ms_batch1
+
+
+def test_throughput_sample_is_the_first_256_texts_in_full_batches_of_32():
+    texts = [f"text {i}" for i in range(300)]
+    batches = throughput_batches(texts)
+    assert [len(batch) for batch in batches] == [32] * 8
+    assert [text for batch in batches for text in batch] == texts[:256]
+    assert throughput_batches(texts[:40]) == [texts[:32]]  # a partial batch would time fewer texts
+    assert throughput_batches(texts[:5]) == [texts[:5] * 6 + texts[:2]]  # too few: cycled into one batch
 
 
 def test_measure_efficiency_needs_texts():

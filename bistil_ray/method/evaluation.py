@@ -2,7 +2,9 @@
 
 Scores: accuracy and macro-F1. Efficiency: parameter count, size on disk, batch-1 latency and
 batch-32 throughput, all models timed in one process, interleaved, on the same texts, so that
-background load and CPU frequency changes hit teacher and student alike.
+background load and CPU frequency changes hit teacher and student alike. Throughput runs over up to
+256 texts in consecutive batches of 32: a single batch pads to its one longest text, and how a
+trimmed vocabulary splits that one text would then decide the comparison.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 from bistil_ray.errors import UserInputError
 
 THROUGHPUT_BATCH_SIZE = 32
+THROUGHPUT_SAMPLE_SIZE = 256
 LATENCY_SAMPLE_SIZE = 16
 
 # What a user ships to run a saved model; model cards and run metadata do not count.
@@ -163,10 +166,19 @@ def directory_bytes(path: Path) -> int:
     )
 
 
+def throughput_batches(texts: list[str]) -> list[list[str]]:
+    """The throughput sample: the first THROUGHPUT_SAMPLE_SIZE texts in consecutive full batches of
+    THROUGHPUT_BATCH_SIZE, in the order given (fewer than one batch of texts are cycled to fill one)."""
+    batches = len(texts[:THROUGHPUT_SAMPLE_SIZE]) // THROUGHPUT_BATCH_SIZE
+    if batches == 0:
+        return [[texts[i % len(texts)] for i in range(THROUGHPUT_BATCH_SIZE)]]
+    return [texts[start : start + THROUGHPUT_BATCH_SIZE] for start in range(0, batches * THROUGHPUT_BATCH_SIZE, THROUGHPUT_BATCH_SIZE)]
+
+
 @dataclass
 class _TimingInputs:
     single: list[BatchEncoding]  # one text each, the latency sample
-    batch: BatchEncoding  # THROUGHPUT_BATCH_SIZE texts padded to the longest
+    batches: list[BatchEncoding]  # the throughput sample, each batch padded to its longest text
 
 
 def _timing_inputs(
@@ -175,9 +187,9 @@ def _timing_inputs(
     def encode(sample: list[str]) -> BatchEncoding:
         return tokenizer(sample, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
 
-    batch_texts = [texts[i % len(texts)] for i in range(THROUGHPUT_BATCH_SIZE)]
     return _TimingInputs(
-        single=[encode([text]) for text in texts[:LATENCY_SAMPLE_SIZE]], batch=encode(batch_texts)
+        single=[encode([text]) for text in texts[:LATENCY_SAMPLE_SIZE]],
+        batches=[encode(batch) for batch in throughput_batches(texts)],
     )
 
 
@@ -208,18 +220,19 @@ def measure_efficiency(
 ) -> dict[str, Efficiency]:
     """Time every model on the same texts, each tokenized by the model's own tokenizer.
 
-    After `warmup` untimed passes per model, rounds go round-robin over the models: per round each
-    model runs the latency sample (the first 16 texts) one text at a time, then one batch of 32
-    texts (cycled if fewer). Rounds stop after `repeats`, or earlier once about `seconds_budget`
-    seconds per model have been spent, warm-up included (at least one round always runs). Latency is the median
-    batch-1 forward time; throughput is 32 over the median batch-32 forward time. Tokenization is
-    not timed. `directories` maps a model name to its saved directory for `bytes_on_disk`.
+    After `warmup` untimed passes per model, each round runs the latency sample (the first 16
+    texts) one text at a time, then the throughput sample (`throughput_batches`), every text or
+    batch through each model in turn, so that a slow second on a shared machine hits all models
+    alike. Rounds stop after `repeats`, or earlier once about `seconds_budget` seconds per model
+    have been spent, warm-up included (at least one round always runs). Latency is the median
+    batch-1 forward time; throughput is the sample's texts over its time, the median over rounds. Tokenization is not timed. `directories` maps a model name to its
+    saved directory for `bytes_on_disk`.
     """
     if not texts:
         raise UserInputError("texts: need at least one text to time")
     inputs = {name: _timing_inputs(tokenizer, texts, max_length, device) for name, (_, tokenizer) in models.items()}
     single_times: dict[str, list[float]] = {name: [] for name in models}
-    batch_times: dict[str, list[float]] = {name: [] for name in models}
+    sample_times: dict[str, list[float]] = {name: [] for name in models}
     deadline = time.perf_counter() + seconds_budget * len(models)
     with ExitStack() as modes:
         for model, _ in models.values():
@@ -227,11 +240,18 @@ def measure_efficiency(
         for name, (model, _) in models.items():
             for _ in range(warmup):
                 model(**inputs[name].single[0])
-                model(**inputs[name].batch)
+                model(**inputs[name].batches[0])
+        sample = next(iter(inputs.values()))  # every model has the same number of texts and batches
         for _ in range(repeats):
-            for name, (model, _) in models.items():
-                single_times[name] += [_timed_forward(model, one, device) for one in inputs[name].single]
-                batch_times[name].append(_timed_forward(model, inputs[name].batch, device))
+            for text in range(len(sample.single)):
+                for name, (model, _) in models.items():
+                    single_times[name].append(_timed_forward(model, inputs[name].single[text], device))
+            round_times = dict.fromkeys(models, 0.0)
+            for batch in range(len(sample.batches)):
+                for name, (model, _) in models.items():
+                    round_times[name] += _timed_forward(model, inputs[name].batches[batch], device)
+            for name, seconds in round_times.items():
+                sample_times[name].append(seconds)
             if time.perf_counter() > deadline:
                 break
     directories = directories or {}
@@ -240,7 +260,7 @@ def measure_efficiency(
             parameters=count_parameters(model),
             bytes_on_disk=directory_bytes(directories[name]) if name in directories else None,
             latency_ms_batch1=1000 * statistics.median(single_times[name]),
-            throughput_batch32=THROUGHPUT_BATCH_SIZE / statistics.median(batch_times[name]),
+            throughput_batch32=THROUGHPUT_BATCH_SIZE * len(inputs[name].batches) / statistics.median(sample_times[name]),
         )
         for name, (model, _) in models.items()
     }
