@@ -29,7 +29,10 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "state.json").write_text(json.dumps({"step": step}))
             hooks.on_evaluation({"step": step, "source_accuracy": 0.5}, checkpoint)
-        (out_dir / "config.json").write_text("{}")
+        import ray  # in the Train worker that runs this step
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        (out_dir / "config.json").write_text(json.dumps({"worker_cpus": cpus}))
         return result
 
     def build_task_teacher(run, config, out_dir: Path, hooks) -> dict:

@@ -8,6 +8,7 @@ Optuna study per pair.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,6 +95,23 @@ def test_concurrency_is_what_the_cluster_runs_without_starving_a_trial():
         usable_concurrency(two_workers, {"CPU": 64})
 
 
+def test_the_task_teacher_trains_on_the_cpus_of_every_concurrent_trial():
+    from bistil_ray.orchestration.driver import task_teacher_group
+    from bistil_ray.orchestration.sweep_config import ResourcesConfig
+
+    one_cpu = ResourcesConfig(workers_per_trial=1, cpus_per_worker=1)
+    assert task_teacher_group(one_cpu, 2, [{"CPU": 2.0}]).cpus_per_worker == 2
+    assert task_teacher_group(one_cpu, 1, [{"CPU": 2.0}]).cpus_per_worker == 1
+    # Two 1-CPU nodes: no node holds a 2-CPU worker, so the teacher keeps a trial's size.
+    assert task_teacher_group(one_cpu, 2, [{"CPU": 1.0}, {"CPU": 1.0}]).cpus_per_worker == 1
+    two_workers = ResourcesConfig(workers_per_trial=2, cpus_per_worker=2)
+    # Three trials' worth (6 CPUs a worker) fits one worker only; two trials' worth places both.
+    wide = task_teacher_group(two_workers, 3, [{"CPU": 8.0}, {"CPU": 4.0}])
+    assert (wide.workers, wide.cpus_per_worker) == (2, 4)
+    gpus = ResourcesConfig(workers_per_trial=1, use_gpu=True, cpus_per_worker=1, gpus_per_worker=1)
+    assert task_teacher_group(gpus, 4, [{"CPU": 16.0, "GPU": 4.0}]).cpus_per_worker == 1
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_two_pairs_two_trials_each(tmp_path, cluster):
@@ -119,6 +137,11 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
         assert sorted(row["phase1_cache_hit"] for row in mine) == [False, True]  # built once, reused once
         assert len({row["phase1_key"] for row in mine}) == 1
     assert sum(not row["task_teacher_cache_hit"] for row in rows) == 1  # one task teacher for both pairs
+    # Built while the other trial waits for it: on both trials' CPUs, the 2 of the cluster.
+    [teacher_config] = (paths.artifacts / "task_teacher").glob("*/config.json")
+    assert json.loads(teacher_config.read_text())["worker_cpus"] == 2
+    phase1_configs = (paths.artifacts / "phase1_student").glob("*/config.json")
+    assert [json.loads(config.read_text())["worker_cpus"] for config in phase1_configs] == [1, 1]
     assert sum(path.is_dir() for path in (paths.artifacts / "phase1_student").iterdir()) == 2
     assert all((Path(row["student_path"]) / "config.json").exists() for row in rows)
     assert not any(paths.train_runs.glob("*")) and not any(paths.artifact_train_runs.glob("*"))

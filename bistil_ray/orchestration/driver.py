@@ -6,6 +6,7 @@ import math
 import os
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.preflight import check_storage
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
-from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, ray_train_env_vars
+from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, WorkerGroup, ray_train_env_vars
 from bistil_ray.orchestration.trial import Fingerprints, TrialContext
 from bistil_ray.orchestration.tuning import build_tuner, restore_tuner
 from bistil_ray.orchestration.wall_time import driver_session
@@ -50,11 +51,13 @@ def run_sweep(
     dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:
         console.print(dashboard_line(dashboard))
-        check_worker_fits_a_node(sweep.resources, [node["Resources"] for node in ray.nodes() if node["Alive"]])
+        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        check_worker_fits_a_node(sweep.resources, nodes)
         concurrency = usable_concurrency(sweep.resources, ray.cluster_resources())
         check_storage_shared(paths)
         board = ProgressBoard.options(name=board_name(sweep.name)).remote()
-        context = TrialContext(sweep, paths, fingerprints, pipeline)
+        teacher_group = task_teacher_group(sweep.resources, concurrency, nodes)
+        context = TrialContext(sweep, paths, fingerprints, pipeline, teacher_group)
         if resume:
             # The killed driver's half-written students are unreachable: no writer is alive now.
             if paths.students.exists():
@@ -162,6 +165,21 @@ def usable_concurrency(resources: ResourcesConfig, cluster: dict[str, float]) ->
             + (f" (start its nodes with --resources='{{\"{TRIAL_DRIVER}\": N}}')" if name == TRIAL_DRIVER else "")
         )
     return min(resources.concurrent_trials, *fits.values())
+
+
+def task_teacher_group(resources: ResourcesConfig, concurrency: int, nodes: list[dict[str, float]]) -> WorkerGroup:
+    """The workers the task teacher trains on. It is every trial's first step, one trial builds it
+    while the others wait, holding nothing: on CPUs its workers take the CPUs of all `concurrency`
+    trials (as many trials' worth as the nodes can place), not one trial's share with the rest idle.
+    GPU workers keep a trial's size: more GPUs would mean more workers, and so a larger batch."""
+    group = WorkerGroup.from_resources(resources)
+    if resources.use_gpu:
+        return group
+    for trials in range(concurrency, 1, -1):
+        cpus = resources.cpus_per_worker * trials
+        if sum(math.floor(node.get("CPU", 0.0) / cpus + 1e-9) for node in nodes) >= group.workers:
+            return replace(group, cpus_per_worker=cpus)
+    return group
 
 
 def check_worker_fits_a_node(resources: ResourcesConfig, nodes: list[dict[str, float]]) -> None:

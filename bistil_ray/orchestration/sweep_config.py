@@ -68,8 +68,10 @@ class ResourcesConfig(StrictModel):
     worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (from checkpoint)")
     controller_failures: int = Field(1, ge=0, description="Ray Train controller failures tolerated per run")
     worker_start_timeout_s: float = Field(300.0, gt=0, description="a worker group that cannot start fails after this")
+    # 0.1 s rather than 0.5 s: a finished phase waits for the next poll before its workers shut down
+    # (0.8 s less per phase measured); a training loop ran as fast under either (2.36 s vs 2.40 s, medians).
     report_poll_interval_s: float = Field(
-        0.5, gt=0, description="how often Ray Train polls workers; each report waits up to this long"
+        0.1, gt=0, description="how often Ray Train polls workers; each report waits up to this long"
     )
 
     def per_worker(self) -> dict[str, float]:

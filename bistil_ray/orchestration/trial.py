@@ -135,6 +135,7 @@ class TrialContext:
     paths: SweepPaths
     fingerprints: Fingerprints
     pipeline: Any  # bistil_ray.pipeline, or an object with the same functions
+    task_teacher_group: WorkerGroup  # wider than a trial's: see driver.task_teacher_group
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ class _Trial:
         self.metrics.artifact_used(kind, artifact.cache_hit)
         return artifact
 
-    def trained_artifact(self, kind: str, inputs: dict[str, Any], step: TrainStep) -> Artifact:
+    def trained_artifact(
+        self, kind: str, inputs: dict[str, Any], step: TrainStep, group: WorkerGroup | None = None
+    ) -> Artifact:
         name = f"{kind}-{artifact_key(inputs)}"
         runs_dir = self.context.paths.artifact_train_runs
         build = partial(
@@ -164,7 +167,7 @@ class _Trial:
             step,
             name=name,
             runs_dir=runs_dir,
-            group=self.group,
+            group=group or self.group,
             progress=self.progress,
             metrics=self.metrics,
         )
@@ -209,7 +212,10 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
 
     trial.enter("task teacher", run.task_teacher.steps)
     teacher = trial.trained_artifact(
-        "task_teacher", task_teacher_inputs(run, prints), partial(_task_teacher_step, pipeline, run)
+        "task_teacher",
+        task_teacher_inputs(run, prints),
+        partial(_task_teacher_step, pipeline, run),
+        group=context.task_teacher_group,
     )
     trial.enter("vocabulary")
     vocab = trial.artifact(
