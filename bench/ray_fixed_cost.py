@@ -27,11 +27,13 @@ import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 import transformers
 
 from bench.common import alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
@@ -101,7 +103,8 @@ def markdown(record: dict[str, Any]) -> str:
     return (
         "# Ray Train's fixed cost per training phase\n\n"
         f"The sweep's phase-1 step ({settings['steps']} steps, evaluation and checkpoint every "
-        f"{settings['eval_every']}), medians of {settings['repeats']} alternating runs (seconds).\n\n"
+        f"{settings['eval_every']}; {settings['threads']} threads in process, as many CPUs for the worker), "
+        f"medians of {settings['repeats']} alternating runs (seconds).\n\n"
         + markdown_table(["run", "wall", "start-up", "step", "shut-down"], rows)
         + f"\n**ray_fixed_cost_s** = {record['ray_fixed_cost_s']:.2f} s per phase, of which Ray Train's own floor "
         f"(the empty step) is {record['ray_empty_s']:.2f} s and the phase's start in a fresh process the other "
@@ -125,7 +128,10 @@ def main() -> None:
     run = sweep.run_config(target, {}).model_copy(update={"phase1": phase1})
     work_dir = Path(tempfile.mkdtemp(prefix="bistil-bench-ray-"))
     data = load_bench_data(target, work_dir)
-    bench = Bench(partial(_phase1_step, pipeline, run, data.vocab_dir), WorkerGroup.from_resources(sweep.resources), work_dir)
+    # The same work on both sides: the worker holds as many CPUs as this process trains on threads
+    # (Ray sets a worker's thread count to its CPUs), whatever the demo's per-trial share is.
+    group = replace(WorkerGroup.from_resources(sweep.resources), cpus_per_worker=torch.get_num_threads())
+    bench = Bench(partial(_phase1_step, pipeline, run, data.vocab_dir), group, work_dir)
 
     _, ray_init_s = timed(lambda: start_ray(sweep.resources, None, "127.0.0.1"))
     try:
@@ -138,7 +144,13 @@ def main() -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
     record = {
-        "settings": {"repeats": args.repeats, "steps": args.steps, "eval_every": args.eval_every, "pair": f"{run.source_lang}-{target}"},
+        "settings": {
+            "repeats": args.repeats,
+            "steps": args.steps,
+            "eval_every": args.eval_every,
+            "pair": f"{run.source_lang}-{target}",
+            "threads": torch.get_num_threads(),
+        },
         "machine": machine(),
         "ray_train_env": ray_train_env_vars(sweep.resources),
         "ray_init_s": ray_init_s,
