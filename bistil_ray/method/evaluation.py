@@ -172,7 +172,7 @@ def throughput_batches(texts: list[str]) -> list[list[str]]:
     batches = len(texts[:THROUGHPUT_SAMPLE_SIZE]) // THROUGHPUT_BATCH_SIZE
     if batches == 0:
         return [[texts[i % len(texts)] for i in range(THROUGHPUT_BATCH_SIZE)]]
-    return [texts[start : start + THROUGHPUT_BATCH_SIZE] for start in range(0, batches * THROUGHPUT_BATCH_SIZE, THROUGHPUT_BATCH_SIZE)]
+    return [texts[batch * THROUGHPUT_BATCH_SIZE : (batch + 1) * THROUGHPUT_BATCH_SIZE] for batch in range(batches)]
 
 
 @dataclass
@@ -225,8 +225,9 @@ def measure_efficiency(
     batch through each model in turn, so that a slow second on a shared machine hits all models
     alike. Rounds stop after `repeats`, or earlier once about `seconds_budget` seconds per model
     have been spent, warm-up included (at least one round always runs). Latency is the median
-    batch-1 forward time; throughput is the sample's texts over its time, the median over rounds. Tokenization is not timed. `directories` maps a model name to its
-    saved directory for `bytes_on_disk`.
+    batch-1 forward time; throughput is the sample's texts over its time, the median over rounds.
+    Tokenization is not timed. `directories` maps a model name to its saved directory for
+    `bytes_on_disk`.
     """
     if not texts:
         raise UserInputError("texts: need at least one text to time")
