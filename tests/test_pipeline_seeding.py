@@ -5,25 +5,17 @@ from pathlib import Path
 
 import datasets
 import torch
+from fixtures_teacher import tiny_bert_config, tiny_bert_dir  # noqa: F401  (fixture)
 from safetensors.torch import load_file
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertTokenizerFast
 
 from bistil_ray.config import RunConfig, TaskTeacherConfig
 from bistil_ray.data.tasks import TaskData
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.pipeline import Inputs, build_task_teacher
 
-WORDS = [f"w{i}" for i in range(20)]
-
-
-def tiny_teacher(directory: Path) -> Path:
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    BertTokenizerFast(vocab={piece: index for index, piece in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
-    )
-    BertModel(config).save_pretrained(directory)
-    return directory
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = [f"w{i}" for i in range(tiny_bert_config().vocab_size - len(SPECIAL))]
 
 
 def task() -> TaskData:
@@ -32,8 +24,9 @@ def task() -> TaskData:
     return TaskData("toy", ["even", "odd"], ("text",), split, split, {"zh": split})
 
 
-def test_the_task_teacher_does_not_depend_on_the_global_random_state(tmp_path: Path):
-    teacher_dir = tiny_teacher(tmp_path / "teacher")
+def test_the_task_teacher_does_not_depend_on_the_global_random_state(tmp_path: Path, tiny_bert_dir: Path):
+    teacher_dir = tiny_bert_dir  # the tiny BERT, with a tokenizer whose ids match its vocabulary
+    BertTokenizerFast(vocab={piece: index for index, piece in enumerate(SPECIAL + WORDS)}).save_pretrained(teacher_dir)
     inputs = Inputs(RunConfig(teacher=str(teacher_dir), target_lang="zh"), str(teacher_dir), task(), [], [])
     config = TaskTeacherConfig(steps=2, eval_every=2, batch_size=4)
     built = []

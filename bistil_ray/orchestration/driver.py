@@ -153,10 +153,15 @@ def check_storage_shared(paths: SweepPaths) -> None:
         )
 
 
+def _how_many(available: float, need: float) -> int:
+    """How many requests of `need` fit in `available` (fractional resources: no float shortfall)."""
+    return math.floor(available / need + 1e-9)
+
+
 def usable_concurrency(resources: ResourcesConfig, cluster: dict[str, float]) -> int:
     """Trials that can run at once without one trial's workers waiting on another's CPUs/GPUs."""
     per_trial = {**resources.per_trial(), TRIAL_DRIVER: 1.0}
-    fits = {name: math.floor(cluster.get(name, 0.0) / need + 1e-9) for name, need in per_trial.items()}
+    fits = {name: _how_many(cluster.get(name, 0.0), need) for name, need in per_trial.items()}
     short = [name for name, count in fits.items() if count < 1]
     if short:
         name = short[0]
@@ -177,7 +182,7 @@ def task_teacher_group(resources: ResourcesConfig, concurrency: int, nodes: list
         return group
     for trials in range(concurrency, 1, -1):
         cpus = resources.cpus_per_worker * trials
-        if sum(math.floor(node.get("CPU", 0.0) / cpus + 1e-9) for node in nodes) >= group.workers:
+        if sum(_how_many(node.get("CPU", 0.0), cpus) for node in nodes) >= group.workers:
             return replace(group, cpus_per_worker=cpus)
     return group
 
