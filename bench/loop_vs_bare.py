@@ -4,11 +4,14 @@ For each phase, the same student (reset to the same weights before every run), t
 the same loss maths go once through bistil_ray's loop (`train_phase1` / `train_phase2`, LocalHooks
 without checkpoints, the demo sweep's settings, one small evaluation per stage) and once through the
 bare loop below (forward, loss, backward, clip, AdamW, and LT-SFT's masking in phase 2; in the
-precision bistil_ray's loop uses: bf16 autocast on GPU, float32 on CPU), alternating over repeats. Throughput is non-padding tokens per wall second, bistil_ray's set-up and evaluations
-included; the bare loop gets its batches ready-made.
+precision bistil_ray's loop uses: bf16 autocast where the hardware computes bf16, float32 elsewhere),
+alternating over repeats. Where that precision is bf16, bistil_ray's loop also runs in float32 alongside:
+the before/after of mixed precision. Throughput is non-padding tokens per wall second, bistil_ray's
+set-up and evaluations included; the bare loop gets its batches ready-made.
 
     loop_vs_bare = bistil_ray's tokens/s / the bare loop's, the lower of the two phases
-    mfu          = model FLOP/s of bistil_ray's phase 1 / this machine's matmul FLOP/s (same run)
+    mfu          = model FLOP/s of bistil_ray's phase 1 / this machine's matmul FLOP/s in the
+                   loop's precision (same run)
 
     .venv/bin/python -m bench.loop_vs_bare [--phase1-steps 30] [--phase2-steps 40] [--repeats 3]
 """
@@ -48,6 +51,7 @@ from bistil_ray.method.sparse_finetuning import (
 from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
     autocast,
+    compute_dtype,
     inference_flops_per_token,
     make_optimizer,
     peak_matmul_flops,
@@ -91,8 +95,8 @@ def bare_loss(student: PreTrainedModel, teacher: PreTrainedModel, batch: Batch, 
     return loss
 
 
-def bare_step(student, teacher, batch, weights, layer_map, optimizer, sparse: SparseUpdate | None = None) -> None:
-    with autocast(training_device()):
+def bare_step(student, teacher, batch, weights, layer_map, optimizer, dtype, sparse: SparseUpdate | None = None) -> None:
+    with autocast(training_device(), dtype):
         loss = bare_loss(student, teacher, batch, weights, layer_map)
     loss.backward()
     if sparse is not None:
@@ -106,14 +110,16 @@ def bare_step(student, teacher, batch, weights, layer_map, optimizer, sparse: Sp
 
 def bare_phase1(student, teacher, batches: list[Batch], config: Phase1Config, layer_map: LayerMap) -> None:
     weights = phase1_weights(config)
+    dtype = compute_dtype(training_device(), config.precision)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     for batch in batches:
-        bare_step(student, teacher, batch, weights, layer_map, optimizer)
+        bare_step(student, teacher, batch, weights, layer_map, optimizer, dtype)
 
 
 def bare_phase2(student, teacher, batches: list[Batch], config: Phase2Config, layer_map: LayerMap) -> None:
     """Dense steps, the lottery ticket, then masked steps from theta_0 with a fresh optimiser."""
     weights = phase2_weights(config)
+    dtype = compute_dtype(training_device(), config.precision)
     body = sparsifiable_parameters(student, freeze_layer_norm=config.freeze_layer_norm)
     theta_0 = snapshot(body)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -124,7 +130,7 @@ def bare_phase2(student, teacher, batches: list[Batch], config: Phase2Config, la
             reset_to_initial(body, theta_0)
             sparse = SparseUpdate(body, masks, theta_0)
             optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        bare_step(student, teacher, batch, weights, layer_map, optimizer, sparse)
+        bare_step(student, teacher, batch, weights, layer_map, optimizer, dtype, sparse)
 
 
 # --- one phase, both ways ----------------------------------------------------------------------------
@@ -140,7 +146,8 @@ class PhaseBench:
     initial: dict[str, torch.Tensor]
     batches: list[Batch]  # on the training device, step by step
     collate_seconds: float  # building those batches, which bistil_ray's loop does inside its steps
-    run_bistil: Callable[[], Any]
+    dtype: torch.dtype  # the precision both loops compute in
+    run_bistil: Callable[[str], Any]  # takes the precision setting: "auto", or "fp32" for the before
     run_bare: Callable[[list[Batch]], Any]
 
     def timed_run(self, run: Callable[[], Any]) -> float:
@@ -154,13 +161,13 @@ class PhaseBench:
     def measure(self, repeats: int) -> dict[str, Any]:
         # Untimed warm-up: first calls pay for allocations and kernel selection.
         self.timed_run(lambda: self.run_bare(self.batches[:2]))
-        seconds = alternating(
-            {
-                "bistil": lambda: self.timed_run(self.run_bistil),
-                "bare": lambda: self.timed_run(lambda: self.run_bare(self.batches)),
-            },
-            repeats,
-        )
+        variants = {
+            "bistil": lambda: self.timed_run(lambda: self.run_bistil("auto")),
+            "bare": lambda: self.timed_run(lambda: self.run_bare(self.batches)),
+        }
+        if self.dtype != torch.float32:
+            variants["bistil_fp32"] = lambda: self.timed_run(lambda: self.run_bistil("fp32"))
+        seconds = alternating(variants, repeats)
         tokens = sum(int(batch["attention_mask"].sum()) for batch in self.batches)
         slots = sum(batch["attention_mask"].numel() for batch in self.batches)
         flops = sum(
@@ -171,9 +178,11 @@ class PhaseBench:
             )
             for batch in self.batches
         )
-        peak = peak_matmul_flops(training_device().type)
+        peak = peak_matmul_flops(training_device().type, self.dtype)
         bistil, bare = median(seconds["bistil"]), median(seconds["bare"])
+        fp32 = median(seconds["bistil_fp32"]) if "bistil_fp32" in seconds else bistil
         return {
+            "precision": str(self.dtype).removeprefix("torch."),
             "steps": len(self.batches),
             "tokens": tokens,
             "padding_fraction": 1 - tokens / slots,
@@ -183,6 +192,8 @@ class PhaseBench:
             "bistil_tokens_per_s": tokens / bistil,
             "bare_tokens_per_s": tokens / bare,
             "ratio": bare / bistil,
+            "bistil_fp32_seconds": seconds.get("bistil_fp32", []),
+            "speedup_over_fp32": fp32 / bistil,
             "bistil_mfu": flops / bistil / peak,
             "bare_mfu": flops / bare / peak,
         }
@@ -203,8 +214,10 @@ def phase1_bench(data: BenchData, config: Phase1Config) -> PhaseBench:
         initial={key: value.clone() for key, value in student.state_dict().items()},
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
-        run_bistil=lambda: train_phase1(
-            teacher, student, layer_map, None, text, config, LocalHooks(), tokenizer, log=quiet
+        dtype=compute_dtype(training_device(), config.precision),
+        run_bistil=lambda precision: train_phase1(
+            teacher, student, layer_map, None, text, config.model_copy(update={"precision": precision}),
+            LocalHooks(), tokenizer, log=quiet,
         ),
         run_bare=lambda batches: bare_phase1(student, teacher, batches, config, layer_map),
     )
@@ -237,9 +250,10 @@ def phase2_bench(data: BenchData, config: Phase2Config) -> PhaseBench:
         initial={key: value.clone() for key, value in student.state_dict().items()},
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
-        run_bistil=lambda: train_phase2(
-            teacher, student, layer_map, None, train, validation, config, LocalHooks(), data.pad_token_id,
-            target_text=target_text, log=quiet,
+        dtype=compute_dtype(training_device(), config.precision),
+        run_bistil=lambda precision: train_phase2(
+            teacher, student, layer_map, None, train, validation, config.model_copy(update={"precision": precision}),
+            LocalHooks(), data.pad_token_id, target_text=target_text, log=quiet,
         ),
         run_bare=lambda batches: bare_phase2(student, teacher, batches, config, layer_map),
     )
@@ -284,10 +298,14 @@ def markdown(record: dict[str, Any]) -> str:
         rows.append(
             [
                 name, phase["steps"], phase["tokens"], phase["bistil_tokens_per_s"], phase["bare_tokens_per_s"],
-                phase["ratio"], phase["bistil_mfu"], phase["padding_fraction"], phase["collate_ms_per_step"],
+                phase["ratio"], phase["bistil_mfu"], phase["precision"], phase["speedup_over_fp32"],
+                phase["padding_fraction"], phase["collate_ms_per_step"],
             ]
         )
-    header = ["phase", "steps", "tokens", "bistil tok/s", "bare tok/s", "bistil/bare", "MFU", "padding", "collate ms/step"]
+    header = [
+        "phase", "steps", "tokens", "bistil tok/s", "bare tok/s", "bistil/bare", "MFU", "precision",
+        "bistil speed-up over its fp32 run", "padding", "collate ms/step",
+    ]
     optimizer = record["optimizer_step_ms"]
     return (
         "# bistil_ray's training loop against a bare PyTorch loop\n\n"
@@ -295,7 +313,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['settings']['teacher']} with a trimmed vocabulary, demo sweep settings.\n\n"
         + markdown_table(header, rows)
         + f"\n**loop_vs_bare** = {record['loop_vs_bare']:.3f} (lower phase); **mfu** = {record['mfu']:.3f} "
-        f"of {record['peak_matmul_flops'] / 1e9:.1f} GFLOP/s measured fp32 matmul.\n\n"
+        f"of {record['peak_matmul_flops'] / 1e9:.1f} GFLOP/s measured {record['phase1']['precision']} matmul "
+        f"({record['peak_matmul_flops_fp32'] / 1e9:.1f} GFLOP/s in float32).\n\n"
         "AdamW step over the student's parameters (ms): "
         + ", ".join(f"{name} {value:.1f}" for name, value in optimizer.items())
         + f" (bistil_ray uses {record['bistil_adamw']}).\n"
@@ -318,14 +337,14 @@ def main() -> None:
         update={"full_steps": dense, "sparse_steps": args.phase2_steps - dense, "eval_every": args.phase2_steps}
     )
     data = load_bench_data(sweep.target_langs[0])
-    peak = peak_matmul_flops(training_device().type)
-
     phase1 = phase1_bench(data, phase1_config)
     phase1_result = phase1.measure(args.repeats)
     optimizer = optimizer_step_ms(phase1.student)
     bistil_adamw = adamw_implementation(phase1.student, phase1_config)
     del phase1
     phase2_result = phase2_bench(data, phase2_config).measure(args.repeats)
+    peak = peak_matmul_flops(training_device().type, compute_dtype(training_device(), phase1_config.precision))
+    peak_fp32 = peak_matmul_flops(training_device().type, torch.float32)
 
     record = {
         "settings": {
@@ -339,6 +358,7 @@ def main() -> None:
         },
         "machine": machine(),
         "peak_matmul_flops": peak,
+        "peak_matmul_flops_fp32": peak_fp32,
         "phase1": phase1_result,
         "phase2": phase2_result,
         "optimizer_step_ms": optimizer,
@@ -357,6 +377,9 @@ def main() -> None:
             "phase1_tokens_per_s": phase1_result["bistil_tokens_per_s"],
             "phase2_tokens_per_s": phase2_result["bistil_tokens_per_s"],
             "peak_matmul_gflops": peak / 1e9,
+            "training_precision": phase1_result["precision"],
+            "bf16_speedup_phase1": phase1_result["speedup_over_fp32"],
+            "bf16_speedup_phase2": phase2_result["speedup_over_fp32"],
         },
         "bench.loop_vs_bare",
     )

@@ -109,6 +109,8 @@ class CorpusSpec(StrictModel):
 
 # --- the method's settings -------------------------------------------------------------------------
 
+Precision = Literal["auto", "bf16", "fp32"]
+
 
 class OptimConfig(StrictModel):
     lr: float = Field(1e-4, gt=0, description="peak learning rate (AdamW, linear warm-up then linear decay)")
@@ -118,6 +120,11 @@ class OptimConfig(StrictModel):
     max_length: int = Field(128, ge=8, description="tokens per sequence; longer texts are truncated")
     eval_every: int = Field(100, gt=0, description="steps between validations (and checkpoints)")
     seed: int = Field(0, description="seeds initialisation and data order")
+    precision: Precision = Field(
+        "auto",
+        description="matrix products in bf16 (autocast; weights, optimiser and losses stay float32) or fp32; "
+        "auto: bf16 on hardware that computes it natively (Ampere or later GPUs, CPUs with AVX512-BF16 or AMX)",
+    )
 
 
 class TaskTeacherConfig(OptimConfig):

@@ -23,6 +23,7 @@ from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
     ThroughputMeter,
     autocast,
+    compute_dtype,
     inference_flops_per_token,
     load_tensors,
     load_training_state,
@@ -117,12 +118,12 @@ def masked_lm_masker(tokenizer: PreTrainedTokenizerBase, probability: float = 0.
 
 
 @torch.no_grad()
-def validation_loss(student, teacher, batches, weights, layer_map, projection, device) -> float:
+def validation_loss(student, teacher, batches, weights, layer_map, projection, device, dtype) -> float:
     student.eval()
     total, tokens = 0.0, 0
     for batch in batches:
         batch = to_device(batch, device)
-        with autocast(device):
+        with autocast(device, dtype):
             loss, _ = distill_step_loss(student, teacher, batch, weights, layer_map, projection)
         count = int(batch["attention_mask"].sum())
         total, tokens = total + loss.item() * count, tokens + count
@@ -145,6 +146,7 @@ def train_phase1(
     by validation loss. Returns the final metrics. With `alpha_mlm` > 0 the student is a
     *ForMaskedLM model and also learns masked-token prediction on the same text."""
     device = training_device()
+    dtype = compute_dtype(device, config.precision)
     torch.manual_seed(config.seed)
     weights = phase1_weights(config)
     teacher.to(device).eval()
@@ -169,11 +171,11 @@ def train_phase1(
         start_step, best_loss = state["step"], state["best_loss"]
         log(f"phase 1: resumed at step {start_step}")
 
-    meter = ThroughputMeter(device)
+    meter = ThroughputMeter(device, dtype)
     metrics: dict[str, float] = {}
     for step in range(start_step, config.steps):
         batch = to_device(prepare(next_batch(step)), device)
-        with autocast(device):
+        with autocast(device, dtype):
             loss, parts = distill_step_loss(model, teacher, batch, weights, layer_map, projection)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -187,7 +189,7 @@ def train_phase1(
         meter.add(tokens, tokens * (training_flops_per_token(student, width) + teacher_flops))
 
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device)
+            val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device, dtype)
             if val_loss < best_loss:
                 best_loss = val_loss
                 best_weights = {key: value.detach().cpu().clone() for key, value in student.state_dict().items()}

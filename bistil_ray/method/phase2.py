@@ -38,6 +38,7 @@ from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
     ThroughputMeter,
     autocast,
+    compute_dtype,
     inference_flops_per_token,
     load_tensors,
     load_training_state,
@@ -86,6 +87,7 @@ def train_phase2(
     """LT-SFT of `student` (a *ForSequenceClassification holding theta_0) in place.
     `target_text`: unlabelled target-language examples, used when `target_text_ratio` > 0."""
     device = training_device()
+    dtype = compute_dtype(device, config.precision)
     rank, world = rank_and_world()
     torch.manual_seed(config.seed)
     weights = phase2_weights(config)
@@ -126,7 +128,7 @@ def train_phase2(
         start_step, best_accuracy = state["step"], state["best_accuracy"]
         log(f"phase 2: resumed at step {start_step}")
 
-    meter = ThroughputMeter(device)
+    meter = ThroughputMeter(device, dtype)
     metrics: dict[str, Any] = {}
     for step in range(start_step, total_steps):
         if step == config.full_steps:
@@ -138,7 +140,7 @@ def train_phase2(
             batch, step_weights = to_device(target_batches.batch(step), device), unlabelled_weights
         else:
             batch, step_weights = to_device(batches.batch(step), device), weights
-        with autocast(device):
+        with autocast(device, dtype):
             loss, parts = distill_step_loss(network, teacher, batch, step_weights, layer_map, projection)
         loss.backward()
         if sparse is not None:
@@ -156,7 +158,7 @@ def train_phase2(
 
         stage_end = step + 1 in (config.full_steps, total_steps)
         if (step + 1) % config.eval_every == 0 or stage_end:
-            predictions, labels = predict_batches(network, validation_batches, device)
+            predictions, labels = predict_batches(network, validation_batches, device, dtype)
             scores = classification_scores(predictions, labels, student.config.num_labels)
             if sparse is not None and scores["accuracy"] > best_accuracy:
                 best_accuracy = scores["accuracy"]

@@ -18,6 +18,7 @@ from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.training import (
     ThroughputMeter,
     autocast,
+    compute_dtype,
     load_tensors,
     load_training_state,
     make_optimizer,
@@ -45,6 +46,7 @@ def train_task_teacher(
 ) -> dict[str, float]:
     """Fine-tune `model` (a *ForSequenceClassification) in place; it ends with its best weights."""
     device = training_device()
+    dtype = compute_dtype(device, config.precision)
     rank, world = rank_and_world()
     torch.manual_seed(config.seed)
     if config.freeze_embeddings:
@@ -64,11 +66,11 @@ def train_task_teacher(
         start_step, best_accuracy = state["step"], state["best_accuracy"]
         log(f"task teacher: resumed at step {start_step}")
 
-    meter = ThroughputMeter(device)
+    meter = ThroughputMeter(device, dtype)
     metrics: dict[str, float] = {}
     for step in range(start_step, config.steps):
         batch = to_device(batches.batch(step), device)
-        with autocast(device):
+        with autocast(device, dtype):
             loss = network(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
@@ -79,7 +81,7 @@ def train_task_teacher(
         meter.add(tokens, tokens * training_flops_per_token(model, batch["input_ids"].shape[1]))
 
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            predictions, labels = predict_batches(network, validation_batches, device)
+            predictions, labels = predict_batches(network, validation_batches, device, dtype)
             scores = classification_scores(predictions, labels, model.config.num_labels)
             if scores["accuracy"] > best_accuracy:
                 best_accuracy = scores["accuracy"]

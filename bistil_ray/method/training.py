@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from bistil_ray.config import OptimConfig
+from bistil_ray.config import OptimConfig, Precision
 from bistil_ray.method.hooks import TrainHooks
 
 
@@ -48,11 +48,28 @@ def training_device() -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPU; full precision on CPU (bf16 matmuls are slow on most CPUs)."""
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether `device` multiplies bf16 matrices in hardware: Ampere-or-later GPUs; CPUs with AVX512-BF16
+    or AMX, where oneDNN's bf16 matmuls run 2-3x faster than float32 (bench/results/precision.md).
+    On other CPUs bf16 is emulated and slower than float32."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    # torch has no public check for these CPU features; its own private ones are what oneDNN dispatches on.
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def compute_dtype(device: torch.device, precision: Precision) -> torch.dtype:
+    """The dtype a loop's matrix products run in: `auto` picks bf16 where the hardware has it."""
+    if precision == "bf16" or (precision == "auto" and has_native_bf16(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision: bf16 matrix products, float32 weights, optimiser state and losses."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def wrap_for_data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
@@ -180,13 +197,12 @@ def inference_flops_per_token(model: nn.Module, sequence_length: int) -> float:
 
 
 @lru_cache(maxsize=None)
-def peak_matmul_flops(device_type: str = "cpu", size: int = 1024, repeats: int = 5) -> float:
-    """This machine's achieved float32 (CPU) or bf16 (GPU) matmul FLOP/s: the MFU denominator.
+def peak_matmul_flops(device_type: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 5) -> float:
+    """This machine's achieved matmul FLOP/s in `dtype`, the one the loop computes in: the MFU denominator.
 
     Measured rather than looked up, so utilisation is honest on any CPU; cached per process.
     """
     device = torch.device(device_type)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
@@ -207,6 +223,7 @@ class ThroughputMeter:
     """Non-padding tokens per second and MFU over the steps since the last `read()`."""
 
     device: torch.device
+    dtype: torch.dtype
     tokens: int = 0
     flops: float = 0.0
     started: float = field(default_factory=time.perf_counter)
@@ -220,7 +237,7 @@ class ThroughputMeter:
             torch.cuda.synchronize()
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         world = rank_and_world()[1]
-        peak = peak_matmul_flops(self.device.type) * world
+        peak = peak_matmul_flops(self.device.type, self.dtype) * world
         reading = {
             "tokens_per_s": self.tokens * world / elapsed,
             "flops_per_s": self.flops * world / elapsed,
@@ -231,7 +248,9 @@ class ThroughputMeter:
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device):
+def predict_batches(
+    model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device, dtype: torch.dtype
+):
     """(predicted label ids, gold label ids) over labelled batches, as numpy arrays."""
     was_training = model.training
     model.eval()
@@ -239,7 +258,7 @@ def predict_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
     for batch in batches:
         batch = to_device(batch, device)
         inputs = {key: value for key, value in batch.items() if key != "labels"}
-        with autocast(device):
+        with autocast(device, dtype):
             logits = model(**inputs).logits
         predictions.append(logits.argmax(-1).cpu())
         labels.append(batch["labels"].cpu())
