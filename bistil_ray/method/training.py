@@ -50,12 +50,14 @@ def training_device() -> torch.device:
 
 def has_native_bf16(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices in hardware: Ampere-or-later GPUs; CPUs with AVX512-BF16
-    or AMX, where oneDNN's bf16 matmuls run 2-3x faster than float32 (bench/results/precision.md).
+    or AMX, where oneDNN's bf16 matmuls run 2-3x faster than float32 (bench/results/loop_vs_bare.md).
     On other CPUs bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    # torch has no public check for these CPU features; its own private ones are what oneDNN dispatches on.
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    # torch has no public check for these CPU features; its private ones (what oneDNN dispatches on)
+    # may be renamed in a later release, in which case float32 is the safe answer.
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
 def compute_dtype(device: torch.device, precision: Precision) -> torch.dtype:
