@@ -146,8 +146,9 @@ class PhaseBench:
     initial: dict[str, torch.Tensor]
     batches: list[Batch]  # on the training device, step by step
     collate_seconds: float  # building those batches, which bistil_ray's loop does inside its steps
-    dtype: torch.dtype  # the precision both loops compute in
-    run_bistil: Callable[[str], Any]  # takes the precision setting: "auto", or "fp32" for the before
+    precision: str  # the phase's setting, which both loops follow
+    dtype: torch.dtype  # what that setting computes in here
+    run_bistil: Callable[[str], Any]  # takes a precision setting: the phase's, or "fp32" for the before
     run_bare: Callable[[list[Batch]], Any]
 
     def timed_run(self, run: Callable[[], Any]) -> float:
@@ -162,7 +163,7 @@ class PhaseBench:
         # Untimed warm-up: first calls pay for allocations and kernel selection.
         self.timed_run(lambda: self.run_bare(self.batches[:2]))
         variants = {
-            "bistil": lambda: self.timed_run(lambda: self.run_bistil("auto")),
+            "bistil": lambda: self.timed_run(lambda: self.run_bistil(self.precision)),
             "bare": lambda: self.timed_run(lambda: self.run_bare(self.batches)),
         }
         if self.dtype != torch.float32:
@@ -214,6 +215,7 @@ def phase1_bench(data: BenchData, config: Phase1Config) -> PhaseBench:
         initial={key: value.clone() for key, value in student.state_dict().items()},
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
+        precision=config.precision,
         dtype=compute_dtype(training_device(), config.precision),
         run_bistil=lambda precision: train_phase1(
             teacher, student, layer_map, None, text, config.model_copy(update={"precision": precision}),
@@ -250,6 +252,7 @@ def phase2_bench(data: BenchData, config: Phase2Config) -> PhaseBench:
         initial={key: value.clone() for key, value in student.state_dict().items()},
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
+        precision=config.precision,
         dtype=compute_dtype(training_device(), config.precision),
         run_bistil=lambda precision: train_phase2(
             teacher, student, layer_map, None, train, validation, config.model_copy(update={"precision": precision}),

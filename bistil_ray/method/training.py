@@ -199,7 +199,9 @@ def inference_flops_per_token(model: nn.Module, sequence_length: int) -> float:
 
 
 @lru_cache(maxsize=None)
-def peak_matmul_flops(device_type: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 5) -> float:
+def peak_matmul_flops(
+    device_type: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024, repeats: int = 5
+) -> float:
     """This machine's achieved matmul FLOP/s in `dtype`, the one the loop computes in: the MFU denominator.
 
     Measured rather than looked up, so utilisation is honest on any CPU; cached per process.
