@@ -147,9 +147,12 @@ class PhaseBench:
     batches: list[Batch]  # on the training device, step by step
     collate_seconds: float  # building those batches, which bistil_ray's loop does inside its steps
     precision: str  # the phase's setting, which both loops follow
-    dtype: torch.dtype  # what that setting computes in here
     run_bistil: Callable[[str], Any]  # takes a precision setting: the phase's, or "fp32" for the before
     run_bare: Callable[[list[Batch]], Any]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return compute_dtype(training_device(), self.precision)
 
     def timed_run(self, run: Callable[[], Any]) -> float:
         self.student.load_state_dict(self.initial)
@@ -216,7 +219,6 @@ def phase1_bench(data: BenchData, config: Phase1Config) -> PhaseBench:
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
         precision=config.precision,
-        dtype=compute_dtype(training_device(), config.precision),
         run_bistil=lambda precision: train_phase1(
             teacher, student, layer_map, None, text, config.model_copy(update={"precision": precision}),
             LocalHooks(), tokenizer, log=quiet,
@@ -253,7 +255,6 @@ def phase2_bench(data: BenchData, config: Phase2Config) -> PhaseBench:
         batches=[to_device(batch, training_device()) for batch in cpu_batches],
         collate_seconds=collate_seconds,
         precision=config.precision,
-        dtype=compute_dtype(training_device(), config.precision),
         run_bistil=lambda precision: train_phase2(
             teacher, student, layer_map, None, train, validation, config.model_copy(update={"precision": precision}),
             LocalHooks(), data.pad_token_id, target_text=target_text, log=quiet,

@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from fixtures_teacher import tiny_bert_config
+from transformers import BertForSequenceClassification
 
 from bistil_ray.config import TaskTeacherConfig
 from bistil_ray.method import training
@@ -23,9 +24,7 @@ def test_auto_follows_the_hardware_and_explicit_settings_win(monkeypatch, native
 @pytest.mark.parametrize(("precision", "expected"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_the_training_loop_multiplies_in_the_chosen_precision_and_keeps_float32_weights(precision, expected):
     torch.manual_seed(0)
-    model = BertForSequenceClassification(
-        BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=2)
-    )
+    model = BertForSequenceClassification(tiny_bert_config())  # two labels
     seen: set[torch.dtype] = set()
     model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
     examples = [{"input_ids": [2, 5 + i % 30, 6, 3], "labels": i % 2} for i in range(32)]
