@@ -61,6 +61,11 @@ class Inputs:
     def target_test(self):
         return self.task.target_test[self.run.target_lang]
 
+    @property
+    def target_validation(self):
+        """The target language's validation set, or None where the task has none."""
+        return self.task.target_validation.get(self.run.target_lang)
+
 
 def resolve_inputs(run: RunConfig) -> Inputs:
     teacher_path = resolve_teacher(run.teacher, trust_remote_code=run.trust_remote_code)
@@ -240,6 +245,11 @@ def run_phase2(
     fields = inputs.task.text_fields
     train = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_train, fields, config.max_length)
     validation = tokenize_dataset(vocabulary.tokenizer, inputs.task.source_validation, fields, config.max_length)
+    target_validation = (
+        tokenize_dataset(vocabulary.tokenizer, inputs.target_validation, fields, config.max_length)
+        if inputs.target_validation is not None
+        else []
+    )
     target_text = tokenize_texts(vocabulary.tokenizer, inputs.target_text, config.max_length) if config.target_text_ratio else []
     metrics = train_phase2(
         teacher,
@@ -252,6 +262,7 @@ def run_phase2(
         hooks,
         vocabulary.tokenizer.pad_token_id,
         target_text=target_text,
+        target_validation=target_validation,
         log=log,
     )
     if is_main_process():
@@ -275,8 +286,8 @@ def run_phase2(
 
 
 def evaluate_student(inputs: Inputs, student_dir: Path, task_teacher_dir: Path, *, efficiency: bool = True) -> dict:
-    """Scores of student and task teacher on source validation and the target test set, and their
-    size and speed measured side by side in this process."""
+    """Scores of student and task teacher on source validation, target validation (where the task has
+    it) and the target test set, and their size and speed measured side by side in this process."""
     task, fields = inputs.task, inputs.task.text_fields
     student, student_tokenizer = load_exported(student_dir)
     teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
@@ -297,11 +308,16 @@ def evaluate_student(inputs: Inputs, student_dir: Path, task_teacher_dir: Path, 
         "teacher_target_score": teacher_target["accuracy"],
         "teacher_source_score": scores(teacher, teacher_tokenizer, task.source_validation)["accuracy"],
         "retention": student_target["accuracy"] / max(teacher_target["accuracy"], 1e-12),
+        "target_validation_score": None,
+        "teacher_target_validation_score": None,
         "vocab_size": len(student_tokenizer),
         "student_layers": student.config.num_hidden_layers,
         "student_params": count_parameters(student),
         "teacher_params": count_parameters(teacher),
     }
+    if inputs.target_validation is not None:
+        result["target_validation_score"] = scores(student, student_tokenizer, inputs.target_validation)["accuracy"]
+        result["teacher_target_validation_score"] = scores(teacher, teacher_tokenizer, inputs.target_validation)["accuracy"]
     if efficiency:
         texts = list(target_test[fields[0]])[:256]
         measured = measure_efficiency({"teacher": (teacher, teacher_tokenizer), "student": (student, student_tokenizer)}, texts)

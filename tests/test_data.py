@@ -317,11 +317,26 @@ def test_builtin_corpus_for_english_excludes_validation():
 
 
 @pytest.mark.parametrize("lang", ["pt", "nl", "zh"])
-def test_builtin_corpus_for_a_target_shares_nothing_with_its_test_set(lang: str):
+def test_builtin_corpus_for_a_target_shares_nothing_with_its_evaluation_splits(lang: str):
     corpus = load_corpus(CHATTERBOT, {}, lang)
-    test = load_task(CHATTERBOT, "en", [lang]).target_test[lang]
+    task = load_task(CHATTERBOT, "en", [lang])
+    test, validation = task.target_test[lang], task.target_validation[lang]
     assert corpus and not set(corpus) & set(test["text"])
+    assert not set(corpus) & set(validation["text"])
     assert len(load_corpus(CHATTERBOT, {}, lang, max_sentences=2)) <= 2
+
+
+@pytest.mark.parametrize("lang", USABLE_TARGETS)
+def test_chatterbot_target_validation_is_disjoint_from_test_and_labelled_alike(lang: str):
+    task = load_task(CHATTERBOT, "en", [lang])
+    test, validation = task.target_test[lang], task.target_validation[lang]
+    assert not set(test["text"]) & set(validation["text"])
+    by_topic = chatterbot.read_language(lang).by_topic
+    assert all(text in by_topic[task.label_names[label]] for text, label in zip(validation["text"], validation["label"]))
+    # Per topic, the test share is unchanged by the validation split beside it (about half each).
+    assert 0.2 < len(validation) / len(test) < 0.4 and len(set(validation["label"])) >= 5
+    chatterbot.target_splits.cache_clear()
+    assert load_task(CHATTERBOT, "en", [lang]).target_validation[lang].to_dict() == validation.to_dict()
 
 
 def test_corpus_errors_without_text():

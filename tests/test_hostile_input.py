@@ -185,6 +185,7 @@ CASES = [
         "target_validation_objective_without_data",
         "objective.score: target_validation needs a target validation set",
         {"objective": {"score": "target_validation"}},
+        setup=lambda folder, _: files_task(folder),
     ),
     # impossible resources
     Case(

@@ -174,3 +174,25 @@ def test_phase2_changes_only_the_lottery_ticket_and_resumes_exactly(tmp_path: Pa
         teacher, reference, layer_map, projection = phase2_setup()
         train_phase2(teacher, reference, layer_map, projection, train, validation, config, LocalHooks(), PAD, log=lambda m: None)
         assert_same_state(state(reference), state(student))
+
+
+def test_phase2_scores_the_target_validation_set_at_every_evaluation():
+    config = Phase2Config(full_steps=3, sparse_steps=3, eval_every=3, batch_size=8, lr=1e-3, target_text_ratio=0.0)
+    train, validation, target_validation = sentences(32, 6), sentences(16, 7), sentences(24, 8)
+    teacher, student, layer_map, projection = phase2_setup()
+    reports = []
+    hooks = LocalHooks(log=reports.append)
+    train_phase2(
+        teacher, student, layer_map, projection, train, validation, config, hooks, PAD,
+        target_validation=target_validation, log=lambda m: None,
+    )
+    assert [report["step"] for report in reports] == [3, 6]
+    for report in reports:
+        assert 0 <= report["target_validation_accuracy"] <= 1
+        # 24 examples: the score is a multiple of 1/24, not the 16-example source score's 1/16.
+        assert round(report["target_validation_accuracy"] * 24, 6).is_integer()
+    without = []
+    hooks = LocalHooks(log=without.append)
+    teacher, student, layer_map, projection = phase2_setup()
+    train_phase2(teacher, student, layer_map, projection, train, validation, config, hooks, PAD, log=lambda m: None)
+    assert all("target_validation_accuracy" not in report for report in without)

@@ -92,8 +92,11 @@ def test_pair_of_one_language_and_duplicates_are_rejected(tmp_path):
 def test_cross_field_rules(tmp_path):
     asha = error_of(tmp_path, {**MINIMAL, "scheduler": "asha", "objective": {"multi_objective": True}})
     assert "scheduler: asha stops trials by one score" in asha
-    target = error_of(tmp_path, {**MINIMAL, "objective": {"score": "target_validation"}})
+    hub_task = {"hub": {"path": "facebook/xnli", "config": "{lang}"}}
+    target = error_of(tmp_path, {**MINIMAL, "task": hub_task, "objective": {"score": "target_validation"}})
     assert "objective.score: target_validation needs a target validation set" in target and "de, fr" in target
+    # The built-in task has a target validation split for these languages.
+    assert load_sweep(write(tmp_path, {**MINIMAL, "objective": {"score": "target_validation"}})).objective.score
 
 
 def test_set_overrides_apply_and_are_validated(tmp_path):

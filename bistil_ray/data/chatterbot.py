@@ -3,9 +3,11 @@
 PyPI `chatterbot-corpus` ships `data/<language>/<topic>.yml`, each a list of conversations. Every
 string in a conversation is one utterance; its label is the topic. The labels are the English topic
 files, so English is the source language: its utterances are split deterministically into train and
-validation, and half of every other language's utterances under those topics are its zero-shot
-test set. Whatever else a language has (the other half, topics English lacks, utterances filed under
-two topics) is unlabelled text for phase 1.
+validation. Every other language's utterances under those topics are split the same way into its
+zero-shot test set (half) and its target validation set (the next TARGET_VALIDATION_FRACTION), on
+which a sweep may choose settings without looking at the test set. Whatever else a language has (the
+rest of those topics, topics English lacks, utterances filed under two topics) is unlabelled text for
+phase 1; neither evaluation split of a language is ever part of its phase-1 text.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bistil_ray.errors import UserInputError
 SOURCE_LANGUAGE = "en"
 VALIDATION_FRACTION = 0.15
 TEST_FRACTION = 0.5
+TARGET_VALIDATION_FRACTION = 0.15
 
 DATA_DIR = Path(chatterbot_corpus.__file__).parent / "data"
 # BaseLoader builds only str, list and dict (safe), and keeps every scalar a string: SafeLoader would
@@ -169,25 +172,41 @@ def source_splits() -> tuple[tuple[Example, ...], tuple[Example, ...]]:
 
 
 @lru_cache(maxsize=None)
-def test_split(lang: str) -> tuple[Example, ...]:
-    """A target language's test set: per English topic, the TEST_FRACTION of its utterances with the
-    smallest text hash (at least one), labelled with the English ids. The rest of the language is
-    unlabelled phase-1 text: without it a target would have almost no phase-1 text at all."""
+def target_splits(lang: str) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """A target language's (test, validation): per English topic, its utterances ordered by text
+    hash; the first TEST_FRACTION (at least one) is test, the next TARGET_VALIDATION_FRACTION of the
+    topic (possibly none for a topic of two or three utterances) is validation, both labelled with the
+    English ids. The rest of the language is unlabelled phase-1 text: without it a target would have
+    almost no phase-1 text at all."""
     language = read_language(lang)
     test: list[Example] = []
+    validation: list[Example] = []
     for label, topic in enumerate(topics()):
         texts = sorted(language.by_topic.get(topic, ()), key=_stable_hash)
-        test += [Example(text, label) for text in texts[: max(1, round(TEST_FRACTION * len(texts)))] if texts]
-    return tuple(test)
+        if not texts:
+            continue
+        tested = max(1, round(TEST_FRACTION * len(texts)))
+        validated = min(len(texts) - tested, round(TARGET_VALIDATION_FRACTION * len(texts)))
+        test += [Example(text, label) for text in texts[:tested]]
+        validation += [Example(text, label) for text in texts[tested : tested + validated]]
+    return tuple(test), tuple(validation)
+
+
+def test_split(lang: str) -> tuple[Example, ...]:
+    return target_splits(lang)[0]
+
+
+def target_validation_split(lang: str) -> tuple[Example, ...]:
+    return target_splits(lang)[1]
 
 
 def unlabelled_text(lang: str) -> list[str]:
-    """Phase-1 text: the language's distinct utterances minus its evaluation split (validation for
-    the source, the test set for a target), in corpus order."""
+    """Phase-1 text: the language's distinct utterances minus its evaluation splits (validation for
+    the source; test and validation for a target), in corpus order."""
     if lang == SOURCE_LANGUAGE:
         held_out = {example.text for example in source_splits()[1]}
     else:
-        held_out = {example.text for example in test_split(lang)}
+        held_out = {example.text for split in target_splits(lang) for example in split}
     return [text for text in read_language(lang).utterances if text not in held_out]
 
 

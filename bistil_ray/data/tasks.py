@@ -24,7 +24,7 @@ from bistil_ray.data import chatterbot
 from bistil_ray.errors import UserInputError
 
 # Part of every fingerprint: bump it when a change here alters the data a spec produces.
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 2
 
 FILE_BUILDERS: dict[str, tuple[str, dict[str, str]]] = {
     ".jsonl": ("json", {}),
@@ -121,6 +121,11 @@ def _load_chatterbot(source_lang: str, target_langs: list[str]) -> TaskData:
         source_train=_chatterbot_dataset(train),
         source_validation=_chatterbot_dataset(validation),
         target_test={lang: _chatterbot_dataset(chatterbot.test_split(lang)) for lang in target_langs},
+        target_validation={
+            lang: _chatterbot_dataset(split)
+            for lang in target_langs
+            if (split := chatterbot.target_validation_split(lang))
+        },
     )
 
 

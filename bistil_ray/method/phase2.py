@@ -5,7 +5,9 @@ The phase-1 student, with a task head, learns from the task teacher on source-la
   2. the `density` fraction of body entries that moved most (|theta - theta_0|, one global top-k)
      is the lottery ticket; the body is reset to theta_0;
   3. "sparse" stage: `sparse_steps` more, only the ticket's entries move (the head stays dense).
-The best sparse-stage weights by source-validation accuracy are kept.
+The best sparse-stage weights by source-validation accuracy are kept. Where the task has a target
+validation set, each evaluation also scores it (`target_validation_accuracy`): a sweep may search or
+stop trials on it, while the weights kept stay chosen on the source language, as published.
 
 With `target_text_ratio` > 0, that share of steps distils the task teacher's outputs on unlabelled
 target-language text (no labels, so no gold-label term): the student then learns the teacher's
@@ -82,10 +84,12 @@ def train_phase2(
     hooks: TrainHooks,
     pad_token_id: int,
     target_text: Sequence[Example] = (),
+    target_validation: Sequence[Example] = (),
     log: Any = print,
 ) -> dict[str, float]:
     """LT-SFT of `student` (a *ForSequenceClassification holding theta_0) in place.
-    `target_text`: unlabelled target-language examples, used when `target_text_ratio` > 0."""
+    `target_text`: unlabelled target-language examples, used when `target_text_ratio` > 0;
+    `target_validation`: labelled target-language examples, scored at every evaluation when given."""
     device = training_device()
     dtype = compute_dtype(device, config.precision)
     rank, world = rank_and_world()
@@ -102,6 +106,7 @@ def train_phase2(
         target_batches = BucketedBatches(target_text, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
         unlabelled_weights = replace(weights, task=0.0)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
+    target_validation_batches = fixed_batches(target_validation, 64, pad_token_id) if target_validation else None
     total_steps = config.full_steps + config.sparse_steps
 
     def new_stage_optimizer(steps: int):
@@ -160,6 +165,11 @@ def train_phase2(
         if (step + 1) % config.eval_every == 0 or stage_end:
             predictions, labels = predict_batches(network, validation_batches, device, dtype)
             scores = classification_scores(predictions, labels, student.config.num_labels)
+            target_scores = {}
+            if target_validation_batches is not None:
+                predictions, labels = predict_batches(network, target_validation_batches, device, dtype)
+                accuracy = classification_scores(predictions, labels, student.config.num_labels)["accuracy"]
+                target_scores = {"target_validation_accuracy": accuracy}
             if sparse is not None and scores["accuracy"] > best_accuracy:
                 best_accuracy = scores["accuracy"]
                 best_weights = {key: value.detach().cpu().clone() for key, value in student.state_dict().items()}
@@ -172,6 +182,7 @@ def train_phase2(
                 "source_accuracy": scores["accuracy"],
                 "source_macro_f1": scores["macro_f1"],
                 "best_source_accuracy": best_accuracy,
+                **target_scores,
                 **meter.read(),
             }
             log(

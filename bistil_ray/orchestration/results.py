@@ -32,7 +32,12 @@ def column(name: str, kind: pa.DataType, description: str) -> pa.Field:
 TRIAL_FIELDS: list[pa.Field] = [
     column("sweep", STRING, "the sweep's name (its folder under --storage)"),
     column("trial_id", STRING, "Ray Tune's trial id; the student is in students/<trial_id>"),
-    column("status", STRING, "ok (finished), pruned (stopped early by the scheduler) or error (failed, retries spent)"),
+    column(
+        "status",
+        STRING,
+        "ok (finished), pruned (stopped early by the scheduler) or error (failed: at once for an error no retry "
+        "can change, else after trial_retries)",
+    ),
     column("source_lang", STRING, "language of the labelled task data the student learns from"),
     column("target_lang", STRING, "language the student is made for, evaluated zero-shot"),
     column("teacher", STRING, "the teacher: a hub id, a local directory or builtin:multilingual-e5-small"),
@@ -54,6 +59,13 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("target_score", FLOAT, "the student's score on the target-language test set (zero-shot, never searched on)"),
     column("source_score", FLOAT, "the student's score on the source-language validation set"),
     column("teacher_target_score", FLOAT, "the task teacher's score on the same target-language test set"),
+    column(
+        "target_validation_score",
+        FLOAT,
+        "the student's score on the target-language validation set, where the task has one (objective.score: "
+        "target_validation)",
+    ),
+    column("teacher_target_validation_score", FLOAT, "the task teacher's score on the same target validation set"),
     column("retention", FLOAT, "target_score / teacher_target_score"),
     # efficiency, student against teacher on the same machine
     column("student_params", INT, "parameters of the student with its task head"),
@@ -79,7 +91,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("trial_seconds", FLOAT, "wall time of the whole trial"),
     column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),
     column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),
-    column("error", STRING, "the last line of the error, when status is error"),
+    column("error", STRING, "the error's type and message in one line, when status is error"),
 ]
 TRIAL_COLUMNS: list[tuple[str, pa.DataType]] = [(field.name, field.type) for field in TRIAL_FIELDS]
 TRIALS_SCHEMA = pa.schema(TRIAL_FIELDS)
@@ -91,7 +103,9 @@ SUMMARY_SCHEMA = TRIALS_SCHEMA.append(column("is_best", BOOL, "the pair's best o
 def trial_row(
     constants: dict[str, Any], trial_id: str, config: dict[str, Any], result: dict[str, Any], error: str | None
 ) -> dict[str, Any]:
-    """One row: the sweep's constants, the trial's settings and what it reported."""
+    """One row: the sweep's constants, the trial's settings and what it reported. A trial that failed
+    in a way no retry could change reports its `error` itself and ends without Tune's retry."""
+    error = error if error is not None else (result or {}).get("error")
     if error is not None:
         status = "error"
     else:

@@ -212,7 +212,7 @@ def check_sweep(sweep: SweepConfig, source: str) -> None:
             fail(
                 "objective.score",
                 f"target_validation needs a target validation set (task.hub.target_validation_split or "
-                f"task.files.target_validation) for {', '.join(missing)}",
+                f"task.files.target_validation; the built-in task has one for most languages) for {', '.join(missing)}",
             )
     if sweep.scheduler == "asha":
         if sweep.objective.multi_objective:
@@ -241,7 +241,9 @@ def _has_target_validation(task: TaskSpec, target: str) -> bool:
         return task.hub.target_validation_split is not None
     if task.files is not None:
         return target in task.files.target_validation
-    return False
+    from bistil_ray.data import chatterbot
+
+    return target in chatterbot.available_languages() and bool(chatterbot.target_validation_split(target))
 
 
 def teacher_depth(teacher: str) -> int | None:

@@ -7,6 +7,10 @@ group resumes from it (`worker_restarts` times at most), and so does a later run
 (a retried trial, a resumed sweep). Controller failures are bounded too, and a worker group that
 cannot start within `worker_start_timeout_s` (after `controller_failures` retries) fails with a
 `WorkersUnavailableError` naming the resources it asked for, instead of hanging.
+
+Ray Train restarts a worker group whatever failed. A step that raised a deterministic error (see
+`failures`) leaves its reason in `out_dir`; the restarted workers find it and stop at once, and the
+run ends in a `DeterministicFailure` with that reason instead of training the step again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.orchestration.failures import (
+    DeterministicFailure,
+    is_deterministic,
+    record_step_failure,
+    step_failure,
+)
 from bistil_ray.orchestration.live_view import Progress
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.sweep_config import ResourcesConfig
@@ -108,8 +118,15 @@ class RayTrainHooks:
 
 def _worker_loop(config: dict[str, Any]) -> None:
     work = ray.get(config["work"])
+    if step_failure(work["out_dir"]) is not None:
+        return  # an earlier attempt failed in a way that a restart cannot change
     hooks = RayTrainHooks(progress=work["progress"], metrics=work["metrics"], extra_metrics=work["extra_metrics"])
-    metrics = work["step"](work["out_dir"], hooks)
+    try:
+        metrics = work["step"](work["out_dir"], hooks)
+    except Exception as error:
+        if is_deterministic(error):
+            record_step_failure(work["out_dir"], error)
+        raise
     if ray.train.get_context().get_world_rank() == 0:
         (work["out_dir"] / STEP_METRICS).write_text(json.dumps(metrics, default=str))
 
@@ -156,11 +173,22 @@ def run_training(
         if type(error.controller_failure).__name__ not in WORKER_GROUP_START_FAILURES:
             raise
         raise WorkersUnavailableError(unavailable_message(group)) from error
+    except ray.train.TrainingFailedError as error:
+        if step_failure(out_dir) is None:
+            raise
+        raise DeterministicFailure(f"{step_name(name)}: {step_failure(out_dir)}") from error
+    if step_failure(out_dir) is not None:
+        raise DeterministicFailure(f"{step_name(name)}: {step_failure(out_dir)}")
     metrics_file = Path(out_dir) / STEP_METRICS
     metrics = json.loads(metrics_file.read_text())
     metrics_file.unlink()
     shutil.rmtree(Path(runs_dir) / name, ignore_errors=True)
     return metrics
+
+
+def step_name(run_name: str) -> str:
+    """`phase2` of `phase2-<trial id>`, `task_teacher` of `task_teacher-<key>`."""
+    return run_name.rsplit("-", 1)[0]
 
 
 def unavailable_message(group: WorkerGroup) -> str:

@@ -26,6 +26,7 @@ from bistil_ray.config import RunConfig
 from bistil_ray.data.word_frequencies import fingerprint as word_lists_fingerprint
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.orchestration.artifacts import Artifact, ArtifactStore, artifact_key
+from bistil_ray.orchestration.failures import DeterministicFailure, is_deterministic, one_line
 from bistil_ray.orchestration.live_view import Progress, board_name
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
@@ -196,12 +197,27 @@ class _Trial:
 
 
 def run_trial(params: dict[str, Any], context: TrialContext) -> None:
+    """Run one trial and report its result. A failure that a retry cannot change (see `failures`)
+    is reported as the trial's result, with its reason, so that Tune does not retry it; any other
+    failure is raised, for Tune to retry the trial."""
     trial_id = tune.get_context().get_trial_id()
     recorded = context.paths.trial_result(trial_id)
     if recorded.exists():
         # Finished before the driver died, after Tune's last experiment checkpoint: report it again.
         tune.report(json.loads(recorded.read_text()))
         return
+    try:
+        result = _trial_result(params, context, trial_id)
+    except Exception as error:
+        if not is_deterministic(error):
+            raise
+        # Tune insists on the searched metrics in every result; None marks them as not measured.
+        result = {OBJECTIVE: None, context.sweep.objective.tradeoff: None, "error": one_line(error)}
+    atomic_write_text(recorded, json.dumps(result, default=float))  # float: numpy scalars
+    tune.report(result)
+
+
+def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     sweep, pipeline, prints = context.sweep, context.pipeline, context.fingerprints
     run = sweep.run_config(params["target_lang"], {name: params[name] for name in DIMENSIONS})
@@ -232,10 +248,13 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
     phase2_seconds = time.perf_counter() - phase2_started
     trial.enter("evaluation")
     evaluation = run_task(_evaluation_step, pipeline, run, student, teacher.path, group=group)
+    objective_key = FINAL_SCORE_KEYS[sweep.objective.score]
+    if evaluation.get(objective_key) is None:
+        raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {objective_key}")
 
     result = {
         **evaluation,
-        OBJECTIVE: evaluation[FINAL_SCORE_KEYS[sweep.objective.score]],
+        OBJECTIVE: evaluation[objective_key],
         SCHEDULER_TIME: phase2_steps,
         "task_teacher_cache_hit": teacher.cache_hit,
         "vocab_cache_hit": vocab.cache_hit,
@@ -255,6 +274,5 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
         "node": ray.get_runtime_context().get_node_id(),
         "completed": True,
     }
-    atomic_write_text(recorded, json.dumps(result, default=float))  # float: numpy scalars
-    tune.report(result)
     trial.enter("done")
+    return result

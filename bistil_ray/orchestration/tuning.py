@@ -69,8 +69,10 @@ class PairwiseSearch(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         # A trial stopped early has no final result; telling Optuna nothing makes it a pruned trial.
+        # One that failed deterministically reports its error as its result: a failed trial to Optuna.
         final = result if result and result.get("completed") else None
-        self.studies[self.pair_of_trial[trial_id]].on_trial_complete(trial_id, final, error=error)
+        failed = error or bool(result and result.get("error"))
+        self.studies[self.pair_of_trial[trial_id]].on_trial_complete(trial_id, final, error=failed)
 
     def study(self, target_lang: str):
         return self.studies[target_lang]._ot_study
