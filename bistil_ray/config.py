@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bistil_ray.data.files import read_text
 from bistil_ray.errors import UserInputError
 
 
@@ -277,12 +278,7 @@ def validate(model: type[ModelT], data: Any, source: str) -> ModelT:
 
 
 def read_yaml(path: Path) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not UTF-8 text") from None
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -238,13 +238,13 @@ def test_files_errors(tmp_path: Path):
     (tmp_path / "data.xlsx").write_bytes(b"x")
     assert error_for(train=tmp_path / "data.xlsx").startswith(f"{tmp_path}/data.xlsx: unknown extension '.xlsx'")
     (tmp_path / "latin1.jsonl").write_bytes('{"text": "caf\xe9", "label": "x"}\n'.encode("latin-1"))
-    assert error_for(validation=tmp_path / "latin1.jsonl") == f"{tmp_path}/latin1.jsonl: not UTF-8 text"
+    assert error_for(validation=tmp_path / "latin1.jsonl") == f"{tmp_path}/latin1.jsonl: not UTF-8 text (line 1)"
     (tmp_path / "empty.jsonl").write_text("")
     assert error_for(validation=tmp_path / "empty.jsonl") == f"{tmp_path}/empty.jsonl: empty file"
     (tmp_path / "header.csv").write_text("text,label\n")
     assert error_for(test={"de": tmp_path / "header.csv"}) == f"{tmp_path}/header.csv: no rows"
     (tmp_path / "broken.jsonl").write_text('{"text": "a", "label":\n')
-    assert error_for(train=tmp_path / "broken.jsonl").startswith(f"{tmp_path}/broken.jsonl: not readable as jsonl")
+    assert error_for(train=tmp_path / "broken.jsonl").startswith(f"{tmp_path}/broken.jsonl: line 1: not valid JSON")
     no_label = write_table(tmp_path / "no_label.jsonl", [{"text": "a", "tag": "x"}])
     assert error_for(validation=no_label) == f"{no_label}: no column 'label' (columns: text, tag)"
     unseen = write_table(tmp_path / "unseen.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])

@@ -232,7 +232,7 @@ CASES = [
     Case("blank_corpus", "{tmp}/de.txt: no sentences", setup=corpus_de(b"\n   \n\t\n")),
     Case("corpus_not_utf8", "{tmp}/de.txt: not UTF-8 text", setup=corpus_de("Grüße\n".encode("latin-1"))),
     Case("missing_corpus", "{tmp}/de.txt: no such file", setup=corpus_de(None)),
-    Case("corpus_is_a_folder", "{tmp}/texts: is a directory, expected a text file", setup=corpus_folder),
+    Case("corpus_is_a_folder", "{tmp}/texts: is a directory, expected a file", setup=corpus_folder),
     Case(
         "no_phase1_text_for_a_language",
         "corpora.de: no phase-1 text for language 'de'; add corpora.de",
@@ -296,8 +296,8 @@ CASES = [
     Case("teacher_folder_missing", "teacher '{tmp}/nowhere': no such directory", {"teacher": "{tmp}/nowhere"}),
     Case(
         "unreachable_hub_teacher_offline",
-        "teacher 'org/missing': not a built-in teacher, a local model directory, or a model reachable on the "
-        "Hugging Face hub (offline?)",
+        "teacher 'org/missing': not a built-in teacher or a local model directory, and not in the local "
+        "Hugging Face cache; the hub cannot be reached from this machine (offline)",
         setup=offline_teacher("org/missing"),
     ),
     Case("unknown_builtin_teacher", "teacher 'builtin:mbert': unknown built-in teacher", {"teacher": "builtin:mbert"}),

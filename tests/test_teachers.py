@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -167,7 +168,7 @@ def test_cache_root_moves_with_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_unknown_hub_name_is_a_user_error(offline_hub: Path) -> None:
-    with pytest.raises(UserInputError, match=r"teacher 'foo/bar': not a built-in teacher.*hub \(offline\?\)"):
+    with pytest.raises(UserInputError, match=r"teacher 'foo/bar': not a built-in teacher.*not in the local Hugging Face cache.*\(offline\)"):
         resolve_teacher("foo/bar")
 
 
@@ -349,3 +350,30 @@ def test_loads_with_plain_transformers(e5_teacher_dir: Path, tmp_path: Path) -> 
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.split() == ["XLMRobertaTokenizer", "0", "2", "1", "3", "250001", "0", "2", "117.65"]
+
+
+def test_an_unreachable_hub_turns_on_offline_mode_at_once(monkeypatch) -> None:
+    """Probed on loopback only: a port nothing listens on, then one that a test socket serves."""
+    import socket
+    import time
+
+    import datasets
+    from huggingface_hub import constants
+
+    from bistil_ray.assets import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        hub.hub_reachable.cache_clear()
+        assert hub.offline_unless_reachable() is False and constants.HF_HUB_OFFLINE is False
+    hub.hub_reachable.cache_clear()  # the port is closed now
+    started = time.perf_counter()
+    assert hub.offline_unless_reachable() is True
+    assert time.perf_counter() - started < hub.PROBE_TIMEOUT_S + 1
+    assert constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
+    hub.hub_reachable.cache_clear()

