@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import json
 import stat
 import sys
@@ -125,25 +126,26 @@ def _json_rows(path: Path, text: str, *, lines: bool) -> list[dict[str, Any]]:
 
 
 def _delimited_rows(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    """Rows of a csv/tsv file with a header line; every value is text."""
+    """Rows of a csv/tsv file with a header line; every value is text. Blank lines are skipped."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # default 128 KiB: a long document is a valid field
-    reader = csv.reader(read_text(path).splitlines(), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows = []
     try:
-        header = next(reader, None)
-        if header is None:
-            raise UserInputError(f"{path}: no rows")
-        repeated = next((name for index, name in enumerate(header) if name in header[:index]), None)
-        if repeated is not None:
-            raise UserInputError(f"{path}: column '{repeated}' appears twice in the header")
-        rows = []
         for row in reader:
-            if not row:
+            if not any(cell.strip() for cell in row):
                 continue
-            if len(row) != len(header):
+            if header is None:
+                header = row
+                repeated = next((name for index, name in enumerate(header) if name in header[:index]), None)
+                if repeated is not None:
+                    raise UserInputError(f"{path}: column '{repeated}' appears twice in the header")
+            elif len(row) != len(header):
                 raise UserInputError(
                     f"{path}: line {reader.line_num}: {len(row)} fields, but the header has {len(header)}"
                 )
-            rows.append(dict(zip(header, row)))
+            else:
+                rows.append(dict(zip(header, row)))
     except csv.Error as error:
         raise UserInputError(f"{path}: line {reader.line_num}: not readable as {path.suffix[1:]} ({error})") from None
     return rows
@@ -179,11 +181,11 @@ def _kind(value: Any) -> str:
 
 def text_value(path: Path, row: int, column: str, value: Any) -> str:
     """A text cell: a string, or a number written as text; anything else names the row."""
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if value is None:
+    if value is None or isinstance(value, str):
         raise UserInputError(f"{path}: row {row}: no text in column '{column}'")
     raise UserInputError(f"{path}: row {row}: column '{column}' holds {_kind(value)}, not text")
 
