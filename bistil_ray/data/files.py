@@ -82,16 +82,20 @@ def read_table(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    repeated = next((key for index, key in enumerate(keys) if key in keys[:index]), None)
-    if repeated is not None:
-        raise _DuplicateKey(repeated)
-    return dict(pairs)
+def _first_repeated(names: list[str]) -> str | None:
+    return next((name for index, name in enumerate(names) if name in names[:index]), None)
 
 
 class _DuplicateKey(ValueError):
     pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last one silently)."""
+    repeated = _first_repeated([key for key, _ in pairs])
+    if repeated is not None:
+        raise _DuplicateKey(repeated)
+    return dict(pairs)
 
 
 def _json_rows(path: Path, text: str, *, lines: bool) -> list[dict[str, Any]]:
@@ -137,7 +141,7 @@ def _delimited_rows(path: Path, delimiter: str) -> list[dict[str, Any]]:
                 continue
             if header is None:
                 header = row
-                repeated = next((name for index, name in enumerate(header) if name in header[:index]), None)
+                repeated = _first_repeated(header)
                 if repeated is not None:
                     raise UserInputError(f"{path}: column '{repeated}' appears twice in the header")
             elif len(row) != len(header):
@@ -159,8 +163,7 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise UserInputError(f"{path}: not readable as Parquet ({' '.join(str(error).split())})") from None
-    names = table.column_names
-    repeated = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    repeated = _first_repeated(table.column_names)
     if repeated is not None:
         raise UserInputError(f"{path}: column '{repeated}' appears twice")
     return table.to_pylist()
