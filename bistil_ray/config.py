@@ -64,7 +64,11 @@ class FilesTaskSpec(StrictModel):
 class TaskSpec(StrictModel):
     """Exactly one of `builtin`, `hub`, `files`."""
 
-    builtin: Literal["chatterbot"] | None = Field(None, description="the offline topic task on chatterbot-corpus")
+    builtin: Literal["chatterbot", "quran"] | None = Field(
+        None,
+        description="an offline task: chatterbot (topics of short chat utterances, chatterbot-corpus) or quran "
+        "(Meccan or Medinan chapter of a verse, npm quran-json)",
+    )
     hub: HubTaskSpec | None = Field(None, description="a labelled dataset on the Hugging Face hub")
     files: FilesTaskSpec | None = Field(None, description="labelled local files")
 
@@ -131,6 +135,14 @@ class OptimConfig(StrictModel):
 class TaskTeacherConfig(OptimConfig):
     """Fine-tuning the teacher on source-language task data."""
 
+    method: Literal["full", "lt_sft", "frozen_body"] = Field(
+        "full",
+        description="full: fine-tune every parameter (but frozen embeddings); lt_sft: Lottery-Ticket Sparse "
+        "Fine-Tuning as the reference trains its task SFTs, the first half of `steps` dense, then the `density` "
+        "share of body entries that moved most trained from the pretrained values for the second half; "
+        "frozen_body: the encoder stays as pretrained, only pooler and classifier train (a probe)",
+    )
+    density: float = Field(0.08, gt=0, le=1, description="lt_sft: the share of body entries the sparse half trains")
     lr: float = Field(5e-5, gt=0)
     steps: int = Field(400, gt=0, description="optimiser steps")
     freeze_embeddings: bool = Field(
@@ -138,6 +150,17 @@ class TaskTeacherConfig(OptimConfig):
         description="keep the teacher's embeddings fixed: tokens unseen in source task data stay aligned "
         "across languages, and the optimiser skips the large multilingual embedding matrix",
     )
+
+    @property
+    def dense_steps(self) -> int:
+        """Steps before the lottery ticket is drawn: all of them unless the method is lt_sft."""
+        return self.steps // 2 if self.method == "lt_sft" else self.steps
+
+    @model_validator(mode="after")
+    def _lt_sft_has_both_halves(self) -> "TaskTeacherConfig":
+        if self.method == "lt_sft" and self.steps < 2:
+            raise ValueError("method lt_sft needs steps >= 2 (a dense and a sparse half)")
+        return self
 
 
 class VocabularyConfig(StrictModel):

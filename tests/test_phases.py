@@ -140,6 +140,55 @@ def test_task_teacher_learns_a_learnable_task():
     assert metrics["best_source_accuracy"] >= 0.8
 
 
+def task_teacher_setup():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config())
+    return model, {name: p.detach().clone() for name, p in sparsifiable_parameters(model).items()}
+
+
+def moved_entries(model, theta_0: dict) -> tuple[int, int]:
+    body = sparsifiable_parameters(model)
+    return sum(int((body[name] != theta_0[name]).sum()) for name in body), sum(p.numel() for p in body.values())
+
+
+def test_frozen_body_task_teacher_trains_only_pooler_and_classifier():
+    model, theta_0 = task_teacher_setup()
+    head_0 = model.classifier.weight.detach().clone()
+    config = TaskTeacherConfig(method="frozen_body", steps=20, eval_every=10, batch_size=16, lr=2e-3, warmup_ratio=0.0)
+    metrics = train_task_teacher(model, sentences(160, 4), sentences(32, 5), config, LocalHooks(), PAD, log=lambda m: None)
+    assert metrics["method"] == "frozen_body"
+    for name, parameter in model.named_parameters():
+        if name in theta_0:
+            assert torch.equal(parameter, theta_0[name]), name
+    assert not torch.equal(model.classifier.weight, head_0)
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_lt_sft_task_teacher_moves_only_its_ticket_from_the_pretrained_weights_and_resumes_exactly(tmp_path: Path, crash: bool):
+    config = TaskTeacherConfig(method="lt_sft", density=0.1, steps=12, eval_every=3, batch_size=8, lr=2e-3, freeze_embeddings=False)
+    train, validation = sentences(64, 4), sentences(16, 5)
+    model, theta_0 = task_teacher_setup()
+    if crash:  # die at the first evaluation of the sparse half (evaluations at 3, 6 = half end, 9)
+        for _ in range(3):
+            with pytest.raises(Crash):
+                train_task_teacher(model, train, validation, config, CrashAfterFirstCheckpoint(checkpoint_dir=tmp_path / "c"), PAD, log=lambda m: None)
+            model, _ = task_teacher_setup()
+    train_task_teacher(model, train, validation, config, LocalHooks(checkpoint_dir=tmp_path / "c"), PAD, log=lambda m: None)
+    changed, total = moved_entries(model, theta_0)
+    assert 0 < changed <= int(0.1 * total)
+    if crash:
+        reference, _ = task_teacher_setup()
+        train_task_teacher(reference, train, validation, config, LocalHooks(), PAD, log=lambda m: None)
+        assert_same_state(state(reference), state(model))
+
+
+def test_lt_sft_needs_a_dense_and_a_sparse_half():
+    with pytest.raises(ValueError, match="lt_sft needs steps >= 2"):
+        TaskTeacherConfig(method="lt_sft", steps=1)
+    assert TaskTeacherConfig(method="lt_sft", steps=9).dense_steps == 4
+    assert TaskTeacherConfig(steps=9).dense_steps == 9
+
+
 def phase2_setup():
     torch.manual_seed(0)
     teacher = BertForSequenceClassification(tiny_config()).eval()
