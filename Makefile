@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q -e ".[offline,test]"
+	$(PY) -m bistil_ray.data.quran
 	touch $(STAMP)
 
 demo: $(STAMP)

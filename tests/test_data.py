@@ -1,4 +1,4 @@
-"""Task data and phase-1 corpora: the built-in chatterbot task, hub datasets, local files."""
+"""Task data and phase-1 corpora: the built-in chatterbot and quran tasks, hub datasets, local files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bistil_ray.config import CorpusSpec, FilesTaskSpec, HubCorpusSpec, HubTaskSpec, TaskSpec
-from bistil_ray.data import chatterbot
+from bistil_ray.data import chatterbot, quran
 from bistil_ray.data.corpora import fingerprint_corpus, load_corpus
 from bistil_ray.data.tasks import fingerprint_task, load_task
 from bistil_ray.errors import UserInputError
@@ -345,3 +345,48 @@ def test_corpus_errors_without_text():
     assert user_error(load_corpus, files, {}, "de") == expected
     assert user_error(fingerprint_corpus, files, {}, "de") == expected
     assert fingerprint_corpus(CHATTERBOT, {}, "de") != fingerprint_corpus(CHATTERBOT, {}, "it")
+
+
+QURAN = TaskSpec(builtin="quran")
+
+
+def test_quran_splits_share_no_verse_balance_labels_and_keep_evaluation_out_of_phase1_text():
+    task = load_task(QURAN, "en", ["zh", "ar"])
+    assert task.label_names == ["meccan", "medinan"]
+    for dataset in [task.source_train, task.source_validation, *task.target_test.values(), *task.target_validation.values()]:
+        labels = list(dataset["label"])
+        assert labels.count(0) == labels.count(1) > 100
+    assert len(task.target_test["zh"]) >= 900 and len(task.target_validation["zh"]) >= 300
+
+    # the English text of every verse tested or validated in a target is never trained on
+    evaluated_keys = {verse.key for verse in quran.verses() if verse.point < quran.VALIDATION_END}
+    evaluated_english = {quran.texts("en")[key] for key in evaluated_keys}
+    assert not evaluated_english & (set(task.source_train["text"]) | set(task.source_validation["text"]))
+    assert len(set(task.source_train["text"])) == len(task.source_train)
+    evaluated = set(task.target_test["zh"]["text"]) | set(task.target_validation["zh"]["text"])
+    phase1_text = load_corpus(QURAN, {}, "zh")
+    assert len(phase1_text) > 3000 and not evaluated & set(phase1_text)
+    assert not set(task.source_validation["text"]) & set(load_corpus(QURAN, {}, "en"))
+
+
+def test_quran_same_verse_same_label_in_every_language():
+    test_ar, test_zh = quran.target_splits("ar")[0], quran.target_splits("zh")[0]
+    assert [example.label for example in test_ar] == [example.label for example in test_zh]
+    assert load_task(QURAN, "en", ["zh"]).target_test["zh"]["text"] == load_task(QURAN, "en", ["zh"]).target_test["zh"]["text"]
+
+
+def test_quran_language_errors():
+    with pytest.raises(UserInputError, match="task quran: no language 'xx'; available: ar, bn, en"):
+        load_task(QURAN, "en", ["xx"])
+    with pytest.raises(UserInputError, match="source_lang must be 'en'"):
+        load_task(QURAN, "zh", ["es"])
+    assert fingerprint_corpus(QURAN, {}, "zh") != fingerprint_corpus(CHATTERBOT, {}, "zh")
+    assert fingerprint_task(QURAN, "en") != fingerprint_task(CHATTERBOT, "en")
+
+
+def test_quran_download_is_checked_against_its_published_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BISTIL_RAY_CACHE", str(tmp_path))
+    monkeypatch.setattr(quran, "_download", lambda url: b"not the tarball")
+    with pytest.raises(UserInputError, match="does not have the published sha512"):
+        quran.ensure_downloaded()
+    assert not quran.data_dir().exists()

@@ -107,6 +107,14 @@ def folder_of(lang: str) -> str:
     return LANGUAGE_FOLDERS[lang]
 
 
+def check_language(lang: str) -> None:
+    folder_of(lang)
+
+
+def label_names() -> list[str]:
+    return topics()
+
+
 def topics() -> list[str]:
     """The label names: the English topic files, sorted, so that label ids never change."""
     return sorted(path.stem for path in (DATA_DIR / LANGUAGE_FOLDERS[SOURCE_LANGUAGE]).glob("*.yml"))

@@ -1,7 +1,7 @@
 """Unlabelled phase-1 text, one language at a time.
 
 A language's text comes from `corpora.<lang>` when the config names it (a plain-text file with one
-sentence per line, or a hub dataset's text column); otherwise the built-in chatterbot task supplies
+sentence per line, or a hub dataset's text column); otherwise a built-in task supplies
 the utterances of that language that none of its evaluation splits use.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
-from bistil_ray.data import chatterbot
+from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.files import check_readable_file, within
 from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
 from bistil_ray.errors import UserInputError
@@ -34,11 +34,11 @@ def load_corpus(
         if not sentences:
             raise UserInputError(f"{where}: no sentences")
         return sentences
-    if task.builtin == "chatterbot":
-        sentences = chatterbot.unlabelled_text(lang)[:max_sentences]
+    if task.builtin is not None:
+        sentences = builtin_task(task.builtin).unlabelled_text(lang)[:max_sentences]
         if not sentences:
             raise UserInputError(
-                f"corpora.{lang}: the built-in chatterbot task has no text in '{lang}' outside its test "
+                f"corpora.{lang}: the built-in {task.builtin} task has no text in '{lang}' outside its test "
                 f"set; add corpora.{lang}"
             )
         return sentences
@@ -62,9 +62,10 @@ def fingerprint_corpus(task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str
                 "revision": hub.revision,
             }
         return stable_digest({"corpus": source, "max_sentences": spec.max_sentences, "lang": lang})
-    if task.builtin == "chatterbot":
-        chatterbot.folder_of(lang)
-        source = {"builtin": task.builtin, "data": chatterbot.data_digest()}
+    if task.builtin is not None:
+        builtin = builtin_task(task.builtin)
+        builtin.check_language(lang)
+        source = {"builtin": task.builtin, "data": builtin.data_digest()}
         return stable_digest({"corpus": source, "lang": lang})
     raise UserInputError(f"corpora.{lang}: no phase-1 text for language '{lang}'; add corpora.{lang}")
 

@@ -1,6 +1,6 @@
 """Labelled task data: source-language train/validation and per-target test sets, one schema.
 
-Whatever the source (the built-in chatterbot task, a Hugging Face hub dataset, local files), a task
+Whatever the source (a built-in task, a Hugging Face hub dataset, local files), a task
 becomes `TaskData`: `datasets.Dataset`s with the text columns and an int64 `label` whose ids mean the
 same label in every language. Label names come from the source train split (its `ClassLabel`
 feature, or its sorted distinct values); a validation or test set with a label the source train
@@ -19,7 +19,7 @@ import datasets
 
 from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskSpec
-from bistil_ray.data import chatterbot
+from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
 from bistil_ray.errors import UserInputError
 
@@ -45,8 +45,8 @@ class TaskData:
 def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> TaskData:
     if source_lang in target_langs:
         raise UserInputError(f"task {spec.name}: target language '{source_lang}' is the source language")
-    if spec.builtin == "chatterbot":
-        return _load_chatterbot(source_lang, target_langs)
+    if spec.builtin is not None:
+        return _load_builtin(spec.builtin, source_lang, target_langs)
     if spec.hub is not None:
         return _load_hub(spec.hub, spec.name, source_lang, target_langs)
     return _load_files(spec.files, spec.name, target_langs)
@@ -55,8 +55,8 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
 def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
     """A short hash of everything that determines the source-language data (not the targets), so
     that a task teacher trained on it is reused for every target language."""
-    if spec.builtin == "chatterbot":
-        identity: dict[str, Any] = {"builtin": spec.builtin, "data": chatterbot.data_digest()}
+    if spec.builtin is not None:
+        identity: dict[str, Any] = {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
     elif spec.hub is not None:
         hub = spec.hub
         identity = {
@@ -94,28 +94,26 @@ def file_digest(path: Path) -> str:
 # --- the built-in task ---------------------------------------------------------------------------
 
 
-def _chatterbot_dataset(examples: tuple[chatterbot.Example, ...]) -> datasets.Dataset:
+def _labelled_dataset(examples) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
         {"text": [example.text for example in examples], "label": [example.label for example in examples]},
         features=datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")}),
     )
 
 
-def _load_chatterbot(source_lang: str, target_langs: list[str]) -> TaskData:
-    chatterbot.require_source(source_lang)
-    train, validation = chatterbot.source_splits()
+def _load_builtin(name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    task = builtin_task(name)
+    task.require_source(source_lang)
+    train, validation = task.source_splits()
+    splits = {lang: task.target_splits(lang) for lang in target_langs}
     return TaskData(
-        name="chatterbot",
-        label_names=chatterbot.topics(),
+        name=name,
+        label_names=task.label_names(),
         text_fields=("text",),
-        source_train=_chatterbot_dataset(train),
-        source_validation=_chatterbot_dataset(validation),
-        target_test={lang: _chatterbot_dataset(chatterbot.test_split(lang)) for lang in target_langs},
-        target_validation={
-            lang: _chatterbot_dataset(split)
-            for lang in target_langs
-            if (split := chatterbot.target_validation_split(lang))
-        },
+        source_train=_labelled_dataset(train),
+        source_validation=_labelled_dataset(validation),
+        target_test={lang: _labelled_dataset(test) for lang, (test, _) in splits.items()},
+        target_validation={lang: _labelled_dataset(split) for lang, (_, split) in splits.items() if split},
     )
 
 

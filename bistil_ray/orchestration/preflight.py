@@ -109,8 +109,8 @@ def check_task_and_corpora(sweep: SweepConfig) -> None:
     from bistil_ray.data.corpora import load_corpus
     from bistil_ray.data.tasks import load_task
 
-    if sweep.task.builtin == "chatterbot":
-        check_chatterbot_languages(sweep)
+    if sweep.task.builtin is not None:
+        check_builtin_languages(sweep)
     if sweep.task.hub is None:
         load_task(sweep.task, sweep.source_lang, sweep.target_langs)
     for lang in [sweep.source_lang, *sweep.target_langs]:
@@ -119,16 +119,16 @@ def check_task_and_corpora(sweep: SweepConfig) -> None:
             load_corpus(sweep.task, sweep.corpora, lang)
 
 
-def check_chatterbot_languages(sweep: SweepConfig) -> None:
-    from bistil_ray.data import chatterbot
+def check_builtin_languages(sweep: SweepConfig) -> None:
+    from bistil_ray.data.builtin import builtin_task
 
-    available = chatterbot.available_languages()
+    available = builtin_task(sweep.task.builtin).available_languages()
     targets = [(f"target_langs.{index}", lang) for index, lang in enumerate(sweep.target_langs)]
     fields = [("source_lang", sweep.source_lang), *targets]
     for field, lang in fields:
         if lang not in available:
             raise UserInputError(
-                f"{field}: the built-in chatterbot task has no language '{lang}' (available: {', '.join(available)})"
+                f"{field}: the built-in {sweep.task.builtin} task has no language '{lang}' (available: {', '.join(available)})"
             )
 
 

@@ -241,9 +241,10 @@ def _has_target_validation(task: TaskSpec, target: str) -> bool:
         return task.hub.target_validation_split is not None
     if task.files is not None:
         return target in task.files.target_validation
-    from bistil_ray.data import chatterbot
+    from bistil_ray.data.builtin import builtin_task
 
-    return target in chatterbot.available_languages() and bool(chatterbot.target_validation_split(target))
+    builtin = builtin_task(task.builtin)
+    return target in builtin.available_languages() and bool(builtin.target_splits(target)[1])
 
 
 def teacher_depth(teacher: str) -> int | None:
