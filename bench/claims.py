@@ -1,68 +1,76 @@
-"""The paper's claims on real data: BiStil against the baselines it says it beats.
+"""The paper's claims on any task: BiStil against the models a user would otherwise pick.
 
-On the built-in chatterbot task (train on English, test zero-shot on each target language), with one
-student depth and one training budget, the target-language test accuracy of:
+    .venv/bin/python -m bench.claims CONFIG.yaml [--langs zh it ja] [--seeds 0 1 2]
+        [--phase1-steps N] [--phase2-steps N] [--recipes full lt_sft frozen_body] [--budget-curve LANG]
+        [--work-dir runs/claims] [--out bench/results]
 
-    teacher       the task teacher (12 layers, full vocabulary), built once and shared by everything
-    bistil        BiStil, exactly as `python -m bistil_ray.run` builds it: bilingual vocabulary,
-                  phase 1 (bilingual distillation), phase 2 (LT-SFT task distillation)
-    no_phase1     the same student straight from the teacher's layers and trimmed vocabulary: phase 2 only
-    scratch       the same shape, randomly initialised, with the same trimmed vocabulary; phase 1 is
-                  masked-language modelling alone on the same bilingual text; then the same phase 2
-    multilingual  the same depth with the teacher's whole vocabulary; phase 1 distils on text of every
-                  language of the task (English batches alternating with batches of all the other
-                  languages pooled), built once for all targets; then the same phase 2
+CONFIG is a run config (configs/*.yaml: any task, built-in, hub or files, and any teacher); its
+`target_lang` is replaced by each of `--langs`. For each target language, the zero-shot test score of:
 
-Every student that has a phase 1 gets the same phase-1 budget (steps x batch), and every student the
-same phase 2 (its share of unlabelled target-language text included). The recipe is
-configs/demo_run.yaml; the step counts default to the demo sweep's (sweeps/demo.yaml).
+    teacher:<recipe>  the task teacher trained with each `task_teacher.method` of `--recipes`;
+                      teacher:frozen_body is the probe on the frozen encoder
+    trimmed_teacher   the config's task teacher with the bilingual vocabulary and nothing else changed
+    bistil            BiStil: bilingual vocabulary, phase 1 (bilingual distillation), phase 2 (LT-SFT)
+    no_phase1         the same student straight from the teacher's layers: phase 2 only
+    scratch           the same shape, randomly initialised, phase 1 masked-language modelling alone on
+                      the same bilingual text, then the same phase 2 (first seed only: its gap is large)
+    multilingual      the same depth with the teacher's whole vocabulary, phase 1 on the text of every
+                      language of the task (English batches alternating with all others pooled), then
+                      the same phase 2
 
-How an ordering is judged, fixed before any measurement: with d the difference of two accuracies,
-`>=` holds when d >= 0, `>` when d > 0, `>>` ("greatly") when d exceeds twice its standard error
-sqrt(p1(1-p1)/n + p2(1-p2)/n) on the n test examples (the two scores treated as independent, which
-overstates the error of two models scored on the same examples); on the mean over languages, the
-standard error is sqrt(sum of squared errors) / number of languages.
+Every student distils the config's task teacher (`task_teacher.method` of CONFIG); every student with a
+phase 1 gets the same phase-1 budget, every student the same phase 2; each seed seeds phase 1 and
+phase 2 of every student (the task teachers are trained once, with the config's seed). Parameters,
+bytes and batch-32 CPU throughput of every model of a language are measured side by side in one process.
 
-    .venv/bin/python -m bench.claims [--langs zh it ja] [--task-teacher-steps 300] [--phase1-steps 200]
-        [--phase2-steps 400] [--layers 6] [--seed 0] [--work-dir runs/claims] [--out bench/results]
+Statistics, fixed before any measurement: each judged ordering `left REL right` compares, per
+language, the two models' per-example correctness on the same test examples, paired by seed (a model
+with one seed is paired with every seed of the other). Its 95% interval is a paired bootstrap:
+2,000 resamples, each drawing the seeds with replacement and the test examples with replacement (the
+same examples for both models), the statistic being the mean difference of accuracy; the interval
+is the 2.5th to 97.5th percentile. On the mean over languages each language is resampled on its own
+and the statistic is the mean of the languages' differences. `>=` holds when the difference is >= 0,
+`>` when the interval's lower end is above 0, `>>` when it is above 0.05 (five points).
 
-Models are built under --work-dir; a rerun with the same settings reuses them and an interrupted
-step resumes from its last checkpoint. Writes claims.parquet (one row per model and language),
-claims.json (settings, machine, rows, judged claims) and claims.md under --out.
+`--teachers-only` stops after the task teachers and the vocabulary-trimmed teacher: the recipe comparison.
+`--budget-curve LANG` also trains bistil, multilingual and no_phase1 at 2x and 4x the phase-1 budget
+(first seed; no_phase1 has no phase 1 and is shared) on LANG: does an ordering appear, grow or vanish?
+
+Everything is built under --work-dir and reused by a rerun; an interrupted step resumes from its last
+checkpoint. After every model the tables are rewritten, so an interrupted run leaves a partial table:
+claims-<task>.parquet (one row per task, target language, seed and model), claims-<task>.json (settings,
+rows, judged orderings with difference and interval, recipe comparison) and claims-<task>.md under --out,
+and claims.png (target score against throughput, one panel per task found in --out).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bench.common import RESULTS_DIR, machine, markdown_table, write_report
-from bench.fixtures import demo_sweep
 from bistil_ray import pipeline
 from bistil_ray.atomic import atomic_write_bytes
 from bistil_ray.config import RunConfig, load_config
 from bistil_ray.console import quiet_libraries
-from bistil_ray.data import chatterbot
+from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
-from bistil_ray.errors import exit_on_user_error
-from bistil_ray.method.vocabulary import untrimmed_vocabulary
-from bistil_ray.run import log, run, run_step
+from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.method.evaluation import count_parameters, directory_bytes, measure_efficiency, predict
+from bistil_ray.method.export import load_exported
+from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
+from bistil_ray.run import log, run_step
 
-NAME = "claims"
-DEMO_RUN = Path(__file__).resolve().parents[1] / "configs" / "demo_run.yaml"
-# The demo sweep's two targets and Japanese: each has 400+ test utterances over 17+ of the 21 topics.
-DEFAULT_LANGS = ["zh", "it", "ja"]
-
-MODELS = {
-    "teacher": "task teacher",
+RECIPES = ("full", "lt_sft", "frozen_body")
+STUDENTS = {
     "bistil": "BiStil",
     "no_phase1": "BiStil without phase 1",
     "scratch": "bilingual, from scratch",
@@ -71,267 +79,398 @@ MODELS = {
 # (left, relation, right, what the paper says)
 CLAIMS = [
     ("teacher", ">=", "bistil", "students lose little against the teacher"),
-    ("bistil", ">", "multilingual", "beat multilingually distilled models"),
+    ("trimmed_teacher", ">=", "bistil", "... and against the teacher with a trimmed vocabulary"),
+    ("bistil", ">=", "multilingual", "beat (at least match) multilingually distilled models"),
     ("bistil", ">>", "scratch", "greatly beat bilingual models trained from scratch"),
     ("bistil", ">", "no_phase1", "phase 1 (bilingual distillation) helps"),
 ]
-HOLDS = {
-    ">=": lambda difference, error: difference >= 0,
-    ">": lambda difference, error: difference > 0,
-    ">>": lambda difference, error: difference > 2 * error,
-}
-
-
-def recipe(args: argparse.Namespace, lang: str) -> RunConfig:
-    """configs/demo_run.yaml for one target, with this bench's budget, depth, seed and folder."""
-    dense = args.phase2_steps // 2
-    overrides = {
-        "target_lang": lang,
-        "task_teacher.steps": args.task_teacher_steps,
-        "task_teacher.seed": args.seed,
-        "student.layers": args.layers,
-        "phase1.steps": args.phase1_steps,
-        "phase1.seed": args.seed,
-        "phase2.full_steps": dense,
-        "phase2.sparse_steps": args.phase2_steps - dense,
-        "phase2.seed": args.seed,
-    }
-    config = load_config(RunConfig, DEMO_RUN, [f"{key}={value}" for key, value in overrides.items()])
-    # A path is not YAML: set it directly rather than as an override.
-    return config.model_copy(update={"output_dir": Path(args.work_dir)})
+GREATLY = 0.05
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass
-class Pair:
-    """One target language: its inputs, and the folder where `bistil_ray.run` built its BiStil student
-    (its vocabulary, shared with the other bilingual variants, is there too)."""
-
-    inputs: pipeline.Inputs
-    folder: Path
-    teacher_dir: Path
+class Bench:
+    args: argparse.Namespace
+    base: RunConfig
 
     @property
-    def config(self) -> RunConfig:
-        return self.inputs.run
+    def root(self) -> Path:
+        return Path(self.args.work_dir) / self.base.task.name
 
-    @property
-    def vocabulary(self) -> Path:
-        return self.folder / "vocabulary"
-
-    def step(self, name: str, final: Path, settings: dict, build) -> dict:
-        return run_step(name, final, settings, build, self.folder / ".checkpoints")
-
-
-def student_row(model: str, pair: Pair, scores: dict, phase1_steps: int, phase1_seconds: float, phase2_seconds: float) -> dict:
-    """One row of claims.parquet, from `pipeline.evaluate_student`'s scores."""
-    config = pair.config
-    return {
-        "model": model,
-        "target_lang": config.target_lang,
-        "metric": scores["metric"],
-        "target_score": scores["target_score"],
-        "source_score": scores["source_score"],
-        "test_examples": len(pair.inputs.target_test),
-        "layers": scores["student_layers"],
-        "vocab_size": scores["vocab_size"],
-        "parameters": scores["student_params"],
-        "phase1_steps": phase1_steps,
-        "phase1_batch": config.phase1.batch_size,
-        "phase2_steps": config.phase2.full_steps + config.phase2.sparse_steps,
-        "phase2_batch": config.phase2.batch_size,
-        "phase1_seconds": phase1_seconds,
-        "phase2_seconds": phase2_seconds,
-    }
-
-
-def teacher_row(pair: Pair, bistil: dict) -> dict:
-    """The task teacher's scores, from BiStil's evaluation, which scores it side by side; it has no phases."""
-    config = AutoConfig.from_pretrained(pair.teacher_dir)
-    scores = {
-        "metric": bistil["metric"],
-        "target_score": bistil["teacher_target_score"],
-        "source_score": bistil["teacher_source_score"],
-        "student_layers": config.num_hidden_layers,
-        "vocab_size": config.vocab_size,
-        "student_params": bistil["teacher_params"],
-    }
-    row = student_row("teacher", pair, scores, phase1_steps=0, phase1_seconds=0.0, phase2_seconds=0.0)
-    return row | {key: None for key in row if key.startswith(("phase1_", "phase2_"))}
-
-
-def phase2_row(model: str, pair: Pair, start: Path, vocabulary: Path, phase1_steps: int, phase1_seconds: float) -> dict:
-    """Phase 2 from `start` with the pair's settings, then the same evaluation as BiStil's."""
-    final = pair.folder / model / "student"
-    phase2 = pair.step(
-        f"{model}_phase2",
-        final,
-        {"config": pair.config.phase2},
-        lambda out, hooks: pipeline.run_phase2(
-            pair.inputs, start, pair.teacher_dir, vocabulary, pair.config.phase2, out, hooks, log=log
-        ),
-    )
-    scores = pipeline.evaluate_student(pair.inputs, final, pair.teacher_dir, efficiency=False)
-    return student_row(model, pair, scores, phase1_steps, phase1_seconds, phase2["seconds"])
-
-
-# --- the variants ---------------------------------------------------------------------------------
-
-
-def bistil(args: argparse.Namespace, lang: str) -> tuple[Pair, list[dict]]:
-    """(a) the task teacher and (b) BiStil: one `bistil_ray.run` of the pair."""
-    config = recipe(args, lang)
-    result = run(config)
-    pair = Pair(pipeline.resolve_inputs(config), Path(result["student_path"]).parent, config.output_dir / "task_teacher")
-    row = student_row(
-        "bistil", pair, result, config.phase1.steps, result["phase1_seconds"], result["phase2_seconds"]
-    )
-    return pair, [teacher_row(pair, result), row]
-
-
-def without_phase1(pair: Pair) -> dict:
-    """(c) BiStil's student as initialised from the teacher, phase 2 only."""
-    start = pair.folder / "no_phase1" / "initial_student"
-    pair.step(
-        "no_phase1_student",
-        start,
-        {"student": pair.config.student},
-        lambda out, hooks: pipeline.build_initial_student(pair.inputs, pair.vocabulary, pair.config.student, out),
-    )
-    return phase2_row("no_phase1", pair, start, pair.vocabulary, phase1_steps=0, phase1_seconds=0.0)
-
-
-def from_scratch(pair: Pair) -> dict:
-    """(d) A random student of BiStil's shape and vocabulary; phase 1 is MLM alone on the same text."""
-    student = pair.config.student.model_copy(update={"initialisation": "random"})
-    phase1 = pair.config.phase1.model_copy(update={"alpha_hidden": 0.0, "alpha_attn": 0.0, "alpha_mlm": 1.0})
-    start = pair.folder / "scratch" / "phase1_student"
-    built = pair.step(
-        "scratch_phase1",
-        start,
-        {"student": student, "config": phase1},
-        lambda out, hooks: pipeline.build_phase1_student(
-            pair.inputs, pair.vocabulary, student, phase1, out, hooks, log=log
-        ),
-    )
-    return phase2_row("scratch", pair, start, pair.vocabulary, phase1.steps, built["seconds"])
-
-
-@dataclass
-class MultilingualStart:
-    """(e)'s phase-1 student and its vocabulary, shared by every target."""
-
-    student: Path
-    vocabulary: Path
-    phase1_steps: int
-    phase1_seconds: float
-
-
-def multilingual_phase1(pair: Pair, work_dir: Path) -> MultilingualStart:
-    """The teacher's whole vocabulary; phase-1 text of every language of the task: English batches
-    alternate with batches drawn from all other languages pooled (each in proportion to its text)."""
-    config, folder, checkpoints = pair.config, Path(work_dir) / "multilingual", Path(work_dir) / ".checkpoints"
-
-    def save_vocabulary(out: Path, hooks) -> dict:
-        tokenizer = AutoTokenizer.from_pretrained(pair.inputs.teacher_path, trust_remote_code=config.trust_remote_code)
-        untrimmed_vocabulary(tokenizer).save(out)
-        return {"vocab_size": len(tokenizer)}
-
-    vocabulary, student = folder / "vocabulary", folder / "phase1_student"
-    run_step("multilingual_vocabulary", vocabulary, {"teacher": config.teacher}, save_vocabulary, checkpoints)
-    others = [lang for lang in chatterbot.available_languages() if lang != config.source_lang]
-    text = [sentence for lang in others for sentence in load_corpus(config.task, config.corpora, lang)]
-    built = run_step(
-        "multilingual_phase1",
-        student,
-        {"student": config.student, "config": config.phase1, "languages": [config.source_lang, *others]},
-        lambda out, hooks: pipeline.build_phase1_student(
-            replace(pair.inputs, target_text=text), vocabulary, config.student, config.phase1, out, hooks, log=log
-        ),
-        checkpoints,
-    )
-    return MultilingualStart(student, vocabulary, config.phase1.steps, built["seconds"])
-
-
-def multilingual(pair: Pair, start: MultilingualStart) -> dict:
-    """(e) The multilingual phase-1 student, then the pair's phase 2."""
-    return phase2_row("multilingual", pair, start.student, start.vocabulary, start.phase1_steps, start.phase1_seconds)
-
-
-# --- the claims and the report ----------------------------------------------------------------------
-
-
-def judge(rows: list[dict], langs: list[str]) -> list[dict]:
-    """Each claimed ordering per language and on the mean over languages (see the module docstring)."""
-    score = {(row["model"], row["target_lang"]): row["target_score"] for row in rows}
-    examples = {row["target_lang"]: row["test_examples"] for row in rows}
-    judged = []
-    for left, relation, right, wording in CLAIMS:
-        differences, errors = {}, {}
-        for lang in langs:
-            a, b, n = score[left, lang], score[right, lang], examples[lang]
-            differences[lang] = a - b
-            errors[lang] = math.sqrt((a * (1 - a) + b * (1 - b)) / n)
-        differences["mean"] = mean(differences[lang] for lang in langs)
-        errors["mean"] = math.sqrt(sum(errors[lang] ** 2 for lang in langs)) / len(langs)
-        judged.append(
-            {
-                "claim": f"{left} {relation} {right}",
-                "paper": wording,
-                "difference": differences,
-                "standard_error": errors,
-                "holds": {key: HOLDS[relation](differences[key], errors[key]) for key in differences},
+    def config(self, lang: str, seed: int, phase1_steps: int | None = None) -> RunConfig:
+        """CONFIG for one target and seed, with this bench's budget."""
+        dense = self.args.phase2_steps // 2
+        phase1 = {"seed": seed, "steps": phase1_steps or self.args.phase1_steps}
+        phase2 = {"seed": seed, "full_steps": dense, "sparse_steps": self.args.phase2_steps - dense}
+        return self.base.model_copy(
+            update={
+                "target_lang": lang,
+                "phase1": self.base.phase1.model_copy(update=phase1),
+                "phase2": self.base.phase2.model_copy(update=phase2),
             }
         )
+
+    def step(self, name: str, final: Path, settings: dict, build) -> dict:
+        # One checkpoint folder per built model: the same step name recurs for every language and seed.
+        checkpoint_name = "-".join(final.relative_to(self.root).parts)
+        log(f"{name}: {checkpoint_name}")
+        return run_step(checkpoint_name, final, settings, build, self.root / ".checkpoints")
+
+    # --- what is built ------------------------------------------------------------------------------
+
+    def task_teacher(self, inputs: pipeline.Inputs, recipe: str) -> Path:
+        config = self.base.task_teacher.model_copy(update={"method": recipe})
+        final = self.root / f"task_teacher-{recipe}"
+        self.step(
+            f"task_teacher-{recipe}",
+            final,
+            {"teacher": self.base.teacher, "task": self.base.task, "source": self.base.source_lang, "config": config},
+            lambda out, hooks: pipeline.build_task_teacher(inputs, config, out, hooks, log=log),
+        )
+        return final
+
+    def vocabulary(self, inputs: pipeline.Inputs) -> Path:
+        final = self.root / inputs.run.target_lang / "vocabulary"
+        self.step(
+            "vocabulary", final, {"teacher": self.base.teacher, "config": self.base.vocabulary},
+            lambda out, hooks: pipeline.build_vocabulary(inputs, self.base.vocabulary, out),
+        )  # fmt: skip
+        return final
+
+    def phase1(self, name: str, inputs: pipeline.Inputs, vocabulary: Path, folder: Path, random_mlm: bool = False) -> tuple[Path, int]:
+        config, student = inputs.run.phase1, inputs.run.student
+        if random_mlm:
+            student = student.model_copy(update={"initialisation": "random"})
+            config = config.model_copy(update={"alpha_hidden": 0.0, "alpha_attn": 0.0, "alpha_mlm": 1.0})
+        final = folder / "phase1_student"
+        self.step(
+            f"{name}_phase1", final, {"student": student, "config": config, "vocabulary": str(vocabulary)},
+            lambda out, hooks: pipeline.build_phase1_student(inputs, vocabulary, student, config, out, hooks, log=log),
+        )  # fmt: skip
+        return final, config.steps
+
+    def initial_student(self, inputs: pipeline.Inputs, vocabulary: Path) -> Path:
+        final = self.root / inputs.run.target_lang / "no_phase1_initial"
+        self.step(
+            "no_phase1_initial", final, {"student": inputs.run.student},
+            lambda out, hooks: pipeline.build_initial_student(inputs, vocabulary, inputs.run.student, out),
+        )  # fmt: skip
+        return final
+
+    def multilingual_start(self, inputs: pipeline.Inputs, seed_folder: Path) -> tuple[Path, Path]:
+        """The teacher's whole vocabulary and a phase-1 student on every language of the task."""
+        vocabulary = self.root / "multilingual_vocabulary"
+
+        def save_vocabulary(out: Path, hooks) -> dict:
+            tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=self.base.trust_remote_code)
+            untrimmed_vocabulary(tokenizer).save(out)
+            return {"vocab_size": len(tokenizer)}
+
+        self.step("multilingual_vocabulary", vocabulary, {"teacher": self.base.teacher}, save_vocabulary)
+        others = [lang for lang in self.task_languages() if lang != self.base.source_lang]
+        text = [sentence for lang in others for sentence in load_corpus(self.base.task, self.base.corpora, lang)]
+        pooled = replace(inputs, target_text=text)
+        final = seed_folder / "phase1_student"
+        config = inputs.run.phase1
+        self.step(
+            "multilingual_phase1", final,
+            {"student": inputs.run.student, "config": config, "languages": [self.base.source_lang, *others]},
+            lambda out, hooks: pipeline.build_phase1_student(pooled, vocabulary, inputs.run.student, config, out, hooks, log=log),
+        )  # fmt: skip
+        return final, vocabulary
+
+    def phase2(self, name: str, inputs: pipeline.Inputs, start: Path, vocabulary: Path, teacher: Path, folder: Path) -> tuple[Path, float]:
+        final = folder / "student"
+        built = self.step(
+            f"{name}_phase2", final, {"config": inputs.run.phase2, "start": str(start), "teacher": str(teacher)},
+            lambda out, hooks: pipeline.run_phase2(inputs, start, teacher, vocabulary, inputs.run.phase2, out, hooks, log=log),
+        )  # fmt: skip
+        return final, built["seconds"]
+
+    def task_languages(self) -> list[str]:
+        if self.base.task.builtin is not None:
+            return builtin_task(self.base.task.builtin).available_languages()
+        return [self.base.source_lang, *self.args.langs]
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scored:
+    """One model on one language: its row and its per-example correctness on the test set."""
+
+    row: dict
+    correct: np.ndarray
+
+
+def score(model, tokenizer, inputs: pipeline.Inputs) -> tuple[np.ndarray, float, float | None]:
+    fields = list(inputs.task.text_fields)
+    test = inputs.target_test
+    correct = predict(model, tokenizer, test, fields) == np.asarray(test["label"])
+    source = float(np.mean(predict(model, tokenizer, inputs.task.source_validation, fields) == np.asarray(inputs.task.source_validation["label"])))
+    validation = None
+    if inputs.target_validation is not None:
+        validation_set = inputs.target_validation
+        validation = float(np.mean(predict(model, tokenizer, validation_set, fields) == np.asarray(validation_set["label"])))
+    return correct, source, validation
+
+
+def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline.Inputs, extra: dict) -> Scored:
+    correct, source, validation = score(model, tokenizer, inputs)
+    row = {
+        "task": inputs.run.task.name,
+        "target_lang": inputs.run.target_lang,
+        "seed": seed,
+        "model": model_name,
+        "target_score": float(correct.mean()),
+        "source_score": source,
+        "target_validation_score": validation,
+        "test_examples": int(correct.size),
+        "layers": model.config.num_hidden_layers,
+        "vocab_size": len(tokenizer),
+        "params": count_parameters(model),
+        **extra,
+    }
+    return Scored(row, correct)
+
+
+def paired_bootstrap(pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]], rng: np.random.Generator) -> tuple[float, float, float]:
+    """(difference, low, high): mean accuracy difference over languages, paired 95% bootstrap interval."""
+    differences = np.zeros(BOOTSTRAP_RESAMPLES)
+    point = []
+    for pairs in pairs_by_lang.values():
+        left = np.stack([pair[0] for pair in pairs]).astype(float)
+        right = np.stack([pair[1] for pair in pairs]).astype(float)
+        delta = left - right  # seeds x examples
+        point.append(delta.mean())
+        seeds = rng.integers(0, delta.shape[0], size=(BOOTSTRAP_RESAMPLES, delta.shape[0]))
+        examples = rng.integers(0, delta.shape[1], size=(BOOTSTRAP_RESAMPLES, delta.shape[1]))
+        per_seed_mean = np.stack([delta[:, row].mean(axis=1) for row in examples])  # resamples x seeds
+        differences += np.take_along_axis(per_seed_mean, seeds, axis=1).mean(axis=1)
+    differences /= len(pairs_by_lang)
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(np.mean(point)), float(low), float(high)
+
+
+def holds(relation: str, difference: float, low: float) -> bool:
+    return {">=": difference >= 0, ">": low > 0, ">>": low > GREATLY}[relation]
+
+
+def judge(results: list[Scored], langs: list[str], teacher_model: str) -> list[dict]:
+    by_key: dict[tuple[str, str], list[Scored]] = {}
+    for result in results:
+        by_key.setdefault((result.row["model"], result.row["target_lang"]), []).append(result)
+    judged = []
+    for left, relation, right, wording in CLAIMS:
+        left_model = teacher_model if left == "teacher" else left
+        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for lang in langs:
+            a, b = by_key.get((left_model, lang), []), by_key.get((right, lang), [])
+            if not a or not b:
+                continue
+            seeds_a = {r.row["seed"]: r.correct for r in a}
+            seeds_b = {r.row["seed"]: r.correct for r in b}
+            if len(seeds_a) > 1 and len(seeds_b) > 1:
+                pairs[lang] = [(seeds_a[s], seeds_b[s]) for s in sorted(seeds_a.keys() & seeds_b.keys())]
+            else:
+                pairs[lang] = [(x, y) for x in seeds_a.values() for y in seeds_b.values()]
+        if not pairs:
+            continue
+        cells = {}
+        for key, subset in [*[(lang, {lang: pairs[lang]}) for lang in pairs], ("mean", pairs)]:
+            difference, low, high = paired_bootstrap(subset, np.random.default_rng(0))
+            cells[key] = {"difference": difference, "low": low, "high": high, "holds": holds(relation, difference, low),
+                          "seeds": max(len(p) for p in subset.values())}  # fmt: skip
+        judged.append({"claim": f"{left} {relation} {right}", "paper": wording, "languages": sorted(pairs), "by_language": cells})
     return judged
 
 
-def score_table(rows: list[dict], langs: list[str]) -> str:
-    examples = {row["target_lang"]: row["test_examples"] for row in rows}
-    header = ["model", "layers", "vocabulary", "parameters", "phase 1 (steps x batch)", "source (en)"]
-    header += [f"{lang} (n={examples[lang]})" for lang in langs] + ["mean"]
+# --- one language -----------------------------------------------------------------------------------
+
+
+def measure_speed(models: dict[str, tuple], inputs: pipeline.Inputs, directories: dict[str, Path]) -> dict[str, dict]:
+    texts = list(inputs.target_test[inputs.task.text_fields[0]])[:256]
+    measured = measure_efficiency(models, texts, directories=directories)
+    return {name: {"throughput": e.throughput_batch32, "latency_ms": e.latency_ms_batch1, "bytes": e.bytes_on_disk} for name, e in measured.items()}
+
+
+def language(
+    bench: Bench, lang: str, seed: int, first_seed: bool, teachers: dict[str, Path], results: list[Scored], save, students: bool = True
+) -> None:
+    """Every model of one (language, seed) not scored yet; `save` after each."""
+    done = {(r.row["model"], r.row["target_lang"], r.row["seed"]) for r in results}
+    inputs = pipeline.resolve_inputs(bench.config(lang, seed))
+    teacher_dir = teachers[bench.base.task_teacher.method]
+    vocabulary = bench.vocabulary(inputs)
+    speed_models: dict[str, tuple] = {}
+    directories: dict[str, Path] = {}
+    new: list[Scored] = []
+
+    def add(model_name: str, row_seed: int | None, model, tokenizer, directory: Path | None, extra: dict) -> None:
+        speed_models[model_name], directories[model_name] = (model, tokenizer), directory
+        if (model_name, lang, row_seed) not in done:
+            new.append(scored(model_name, row_seed, model, tokenizer, inputs, extra))
+
+    if first_seed:
+        for recipe, path in teachers.items():
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+            add(f"teacher:{recipe}", None, model, AutoTokenizer.from_pretrained(path), path, {"recipe": recipe})
+        trimmed = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
+        trimmed_vocabulary = BilingualVocabulary.load(vocabulary)
+        trim_embeddings(trimmed, trimmed_vocabulary.kept_ids)
+        add("trimmed_teacher", None, trimmed, trimmed_vocabulary.tokenizer, None, {})
+
+    if not students:
+        results.extend(new)
+        save()
+        return
+    folder = bench.root / lang / f"seed{seed}"
+    budget = {"phase1_steps": inputs.run.phase1.steps, "phase1_batch": inputs.run.phase1.batch_size,
+              "phase2_steps": bench.args.phase2_steps, "phase2_batch": inputs.run.phase2.batch_size}  # fmt: skip
+    start, _ = bench.phase1("bistil", inputs, vocabulary, folder / "bistil")
+    variants = [("bistil", start, vocabulary, budget)]
+    variants.append(("no_phase1", bench.initial_student(inputs, vocabulary), vocabulary, {**budget, "phase1_steps": 0}))
+    if first_seed:
+        start, _ = bench.phase1("scratch", inputs, vocabulary, folder / "scratch", random_mlm=True)
+        variants.append(("scratch", start, vocabulary, budget))
+    start, multilingual_vocabulary = bench.multilingual_start(inputs, bench.root / "multilingual" / f"seed{seed}")
+    variants.append(("multilingual", start, multilingual_vocabulary, budget))
+    for name, start, vocab, extra in variants:
+        student_dir, seconds = bench.phase2(name, inputs, start, vocab, teacher_dir, folder / name)
+        model, tokenizer = load_exported(student_dir)
+        add(name, seed, model, tokenizer, student_dir, {**extra, "phase2_seconds": seconds})
+        results.extend(new)
+        new.clear()
+        save()
+    if first_seed:
+        speed = measure_speed(speed_models, inputs, {k: v for k, v in directories.items() if v is not None})
+        for result in results:
+            figures = speed.get(result.row["model"])
+            if result.row["target_lang"] == lang and figures:
+                result.row.update(throughput=figures["throughput"], latency_ms=figures["latency_ms"], bytes=figures["bytes"])
+        save()
+
+
+def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path) -> list[dict]:
+    rows = []
+    for factor in (1, 2, 4):
+        steps = bench.args.phase1_steps * factor
+        inputs = pipeline.resolve_inputs(bench.config(lang, seed, phase1_steps=steps))
+        vocabulary = bench.vocabulary(inputs)
+        # 1x is the main table's first seed: the same folders, so nothing is trained twice.
+        folder = bench.root / lang / f"seed{seed}" if factor == 1 else bench.root / "budget" / lang / f"x{factor}"
+        multilingual_folder = bench.root / "multilingual" / f"seed{seed}" if factor == 1 else folder / "multilingual_phase1"
+        starts = {
+            "bistil": (bench.phase1("bistil", inputs, vocabulary, folder / "bistil")[0], vocabulary),
+            "multilingual": bench.multilingual_start(inputs, multilingual_folder),
+        }
+        if factor == 1:
+            starts["no_phase1"] = (bench.initial_student(inputs, vocabulary), vocabulary)
+        for name, (start, vocab) in starts.items():
+            student_dir, _ = bench.phase2(name, inputs, start, vocab, teacher_dir, folder / name)
+            model, tokenizer = load_exported(student_dir)
+            correct, source, validation = score(model, tokenizer, inputs)
+            rows.append({"model": name, "phase1_factor": factor if name != "no_phase1" else 0, "phase1_steps": steps if name != "no_phase1" else 0,
+                         "target_score": float(correct.mean()), "source_score": source, "target_validation_score": validation})  # fmt: skip
+    return rows
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def recipe_table(rows: list[dict], langs: list[str]) -> str:
+    header = ["task teacher", "source validation", "target validation (mean)", "target test (mean)"] + langs
     table = []
-    for model, label in MODELS.items():
-        its_rows = [row for row in rows if row["model"] == model]
-        target = {row["target_lang"]: row["target_score"] for row in its_rows}
-        steps = its_rows[0]["phase1_steps"]
-        phase1 = "" if steps is None else f"{steps} x {its_rows[0]['phase1_batch']}" if steps else "none"
+    for row_model in sorted({row["model"] for row in rows if row["model"].startswith("teacher:")}):
+        mine = {row["target_lang"]: row for row in rows if row["model"] == row_model}
+        validation = [row["target_validation_score"] for row in mine.values() if row["target_validation_score"] is not None]
         table.append(
-            [label, its_rows[0]["layers"], f"{round(mean(row['vocab_size'] for row in its_rows)):,}",
-             f"{mean(row['parameters'] for row in its_rows) / 1e6:.1f}M", phase1,
-             f"{mean(row['source_score'] for row in its_rows):.3f}"]
-            + [f"{target[lang]:.3f}" for lang in langs]
-            + [f"{mean(target.values()):.3f}"]
+            [row_model.split(":")[1], f"{mean(row['source_score'] for row in mine.values()):.3f}",
+             f"{mean(validation):.3f}" if validation else "", f"{mean(row['target_score'] for row in mine.values()):.3f}"]
+            + [f"{mine[lang]['target_score']:.3f}" if lang in mine else "" for lang in langs]
+        )  # fmt: skip
+    return markdown_table(header, table)
+
+
+def model_label(model: str) -> str:
+    if model in STUDENTS:
+        return STUDENTS[model]
+    return "vocabulary-trimmed teacher" if model == "trimmed_teacher" else f"task teacher ({model.removeprefix('teacher:')})"
+
+
+def score_table(rows: list[dict], langs: list[str], teacher_model: str) -> str:
+    header = ["model", "seeds", "layers", "vocabulary", "parameters", "throughput (batch 32, /s)", "source"]
+    header += langs + ["mean"]
+    table = []
+    models = [teacher_model, "trimmed_teacher", *STUDENTS]
+    for model in models:
+        mine = [row for row in rows if row["model"] == model]
+        if not mine:
+            continue
+        per_lang = {lang: [row["target_score"] for row in mine if row["target_lang"] == lang] for lang in langs}
+        throughputs = [row["throughput"] for row in mine if row.get("throughput")]
+        cell = lambda values: f"{mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")  # noqa: E731
+        label = model_label(model)
+        table.append(
+            [label, len({row["seed"] for row in mine}), mine[0]["layers"], f"{round(mean(row['vocab_size'] for row in mine)):,}",
+             f"{mean(row['params'] for row in mine) / 1e6:.1f}M", f"{mean(throughputs):.1f}" if throughputs else "",
+             f"{mean(row['source_score'] for row in mine):.3f}"]
+            + [cell(per_lang[lang]) if per_lang[lang] else "" for lang in langs]
+            + [f"{mean(mean(v) for v in per_lang.values() if v):.3f}"]
         )  # fmt: skip
     return markdown_table(header, table)
 
 
 def claims_table(claims: list[dict], langs: list[str]) -> str:
     def cell(claim: dict, key: str) -> str:
-        verdict = "holds" if claim["holds"][key] else "**does not hold**"
-        return f"{claim['difference'][key]:+.3f} ± {2 * claim['standard_error'][key]:.3f}: {verdict}"
+        value = claim["by_language"].get(key)
+        if value is None:
+            return ""
+        verdict = "holds" if value["holds"] else "**does not hold**"
+        return f"{value['difference']:+.3f} [{value['low']:+.3f}, {value['high']:+.3f}] {verdict}"
 
     rows = [[claim["claim"], claim["paper"]] + [cell(claim, key) for key in [*langs, "mean"]] for claim in claims]
     return markdown_table(["claim", "the paper"] + langs + ["mean"], rows)
 
 
 def markdown(record: dict) -> str:
-    settings, langs, measured = record["settings"], record["settings"]["langs"], record["machine"]
-    return (
-        f"# The paper's claims on chatterbot topic classification (en -> {', '.join(langs)})\n\n"
-        f"Zero-shot target-language test accuracy (source: English validation accuracy). Teacher "
-        f"{settings['teacher']}; task teacher trained {settings['task_teacher_steps']} steps x "
-        f"{settings['task_teacher_batch']}; every student has {settings['layers']} layers and the same phase 2 "
-        f"({settings['phase2_steps']} steps x {settings['phase2_batch']}, half dense, half sparse); seed "
-        f"{settings['seed']}. Vocabulary, parameters and source accuracy: mean over the pairs.\n\n"
-        + score_table(record["rows"], langs)
+    settings, langs = record["settings"], record["settings"]["langs"]
+    rows, teacher_model = record["rows"], f"teacher:{settings['recipe']}"
+    budget = (
+        f"phase 1 {settings['phase1_steps']} steps x {settings['phase1_batch']}, phase 2 {settings['phase2_steps']} steps "
+        f"x {settings['phase2_batch']} (half dense, half sparse)"
+    )
+    text = (
+        f"# The paper's claims on {settings['task']} ({settings['source_lang']} -> {', '.join(langs)})\n\n"
+        f"Zero-shot target-language test accuracy, mean ± standard deviation over seeds; source: "
+        f"{settings['source_lang']} validation accuracy. Teacher {settings['teacher']}; the students distil the "
+        f"`{settings['recipe']}` task teacher; every student has {settings['layers']} layers; {budget}; seeds "
+        f"{settings['seeds']} (from scratch: the first only). Throughput: batch-32 sequences per second on this CPU, "
+        "every model of a language measured side by side.\n\n"
+        + ("**Partial table**: " + record["progress"] + "\n\n" if record.get("progress") else "")
+        + "## Task-teacher recipes\n\n"
+        + recipe_table(rows, langs)
+        + "\n## Models\n\n"
+        + score_table(rows, langs, teacher_model)
         + "\n## The orderings the paper claims\n\n"
-        "Difference of accuracies ± twice its standard error. `>=` holds when the difference is >= 0, `>` "
-        "when > 0, `>>` when it exceeds twice its standard error (rules fixed in `bench/claims.py` before "
-        "any measurement).\n\n"
+        "Difference of accuracies [95% interval, paired bootstrap over test examples and seeds, 2,000 resamples]. "
+        f"`>=` holds when the difference is >= 0, `>` when the interval's low end is above 0, `>>` when above {GREATLY} "
+        "(rules fixed in `bench/claims.py` before any measurement).\n\n"
         + claims_table(record["claims"], langs)
-        + f"\nMeasured {measured['measured_at']} on {measured['cpu_count']} CPUs ({measured['processor']}) in "
-        f"{record['seconds'] / 60:.1f} minutes (models reused from an earlier run cost no time here; each "
-        "model's build time is in claims.json).\n"
+    )
+    if record.get("budget_curve"):
+        curve = record["budget_curve"]
+        text += "\n## Phase-1 budget curve (" + settings["budget_lang"] + ", first seed)\n\n" + markdown_table(
+            ["model", "phase-1 steps", "target test", "target validation", "source"],
+            [[row["model"], row["phase1_steps"], f"{row['target_score']:.3f}",
+              "" if row["target_validation_score"] is None else f"{row['target_validation_score']:.3f}", f"{row['source_score']:.3f}"]
+             for row in curve],
+        )  # fmt: skip
+    measured = record["machine"]
+    return text + (
+        f"\nMeasured {measured['measured_at']} on {measured['cpu_count']} CPUs ({measured['processor']}); models built "
+        f"by earlier runs are reused (each model's phase-2 time is in the Parquet table).\n"
     )
 
 
@@ -341,60 +480,122 @@ def write_parquet(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue().to_pybytes())
 
 
-def parse_arguments() -> argparse.Namespace:
-    sweep = demo_sweep()
+def plot(out: Path) -> None:
+    """Target score against throughput, one panel per task with a table in `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = sorted(out.glob("claims-*.parquet"))
+    if not tables:
+        return
+    figure, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
+    for axis, path in zip(axes[0], tables):
+        rows = pq.read_table(path).to_pylist()
+        speed = {(row["model"], row["target_lang"]): row.get("throughput") for row in rows if row.get("throughput")}
+        for model in sorted({row["model"] for row in rows}):
+            points = {}
+            for row in rows:
+                if row["model"] == model and speed.get((model, row["target_lang"])):
+                    points.setdefault(row["target_lang"], []).append(row["target_score"])
+            if not points:
+                continue
+            by_lang = [np.mean(values) for values in points.values()]
+            spread = [np.std(values, ddof=1) if len(values) > 1 else 0.0 for values in points.values()]
+            x = np.mean([speed[model, lang] for lang in points])
+            axis.errorbar(x, np.mean(by_lang), yerr=np.sqrt(np.mean(np.square(spread))) if any(spread) else None, fmt="o", capsize=3)
+            axis.annotate(model, (x, np.mean(by_lang)), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        axis.set_xscale("log")
+        axis.set_xlabel("batch-32 throughput on this CPU (sequences/s, log)")
+        axis.set_ylabel("target test accuracy (mean over languages)")
+        axis.set_title(path.stem.removeprefix("claims-"))
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "claims.png", dpi=110)
+    plt.close(figure)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.claims", description=__doc__.splitlines()[0])
-    parser.add_argument("--langs", nargs="+", default=DEFAULT_LANGS, help="target languages (chatterbot codes)")
-    parser.add_argument("--task-teacher-steps", type=int, default=sweep.task_teacher.steps)
-    parser.add_argument("--phase1-steps", type=int, default=sweep.phase1.steps)
-    parser.add_argument(
-        "--phase2-steps", type=int, default=sweep.phase2.full_steps + sweep.phase2.sparse_steps,
-        help="half dense, half sparse",
-    )  # fmt: skip
-    parser.add_argument("--layers", type=int, default=sweep.student.layers, help="depth of every student")
-    parser.add_argument("--seed", type=int, default=0, help="seeds every training run")
-    parser.add_argument("--work-dir", type=Path, default=Path("runs") / NAME, help="built models, reused by a rerun")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for claims.parquet, .json and .md")
-    return parser.parse_args()
+    parser.add_argument("config", type=Path, help="a run config (configs/*.yaml)")
+    parser.add_argument("--langs", nargs="+", required=True, help="target languages")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of phase 1 and phase 2")
+    parser.add_argument("--phase1-steps", type=int, help="default: the config's")
+    parser.add_argument("--phase2-steps", type=int, help="half dense, half sparse; default: the config's")
+    parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES), help="task-teacher recipes to compare")
+    parser.add_argument("--recipe-lr", nargs="*", default=["frozen_body=1e-3"], metavar="RECIPE=LR",
+                        help="a recipe's own learning rate (a probe needs a larger one than fine-tuning)")  # fmt: skip
+    parser.add_argument("--teachers-only", action="store_true", help="the task-teacher rows only: compare the recipes")
+    parser.add_argument("--budget-curve", metavar="LANG", help="also train at 2x and 4x the phase-1 budget on LANG")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "claims", help="built models, reused by a rerun")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the tables and the plot")
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_arguments()
-    started = time.perf_counter()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
     with exit_on_user_error("bench.claims"):
         quiet_libraries()
-        rows, multilingual_start = [], None
-        for lang in args.langs:
-            pair, built = bistil(args, lang)
-            rows += built
-            rows += [without_phase1(pair), from_scratch(pair)]
-            if multilingual_start is None:
-                multilingual_start = multilingual_phase1(pair, args.work_dir)
-            rows.append(multilingual(pair, multilingual_start))
-    run_config = pair.config
-    record = {
-        "settings": {
-            "langs": args.langs,
-            "teacher": run_config.teacher,
-            "task": run_config.task.name,
-            "source_lang": run_config.source_lang,
-            "layers": args.layers,
-            "seed": args.seed,
-            "task_teacher_steps": run_config.task_teacher.steps,
-            "task_teacher_batch": run_config.task_teacher.batch_size,
-            "phase2_steps": run_config.phase2.full_steps + run_config.phase2.sparse_steps,
-            "phase2_batch": run_config.phase2.batch_size,
-            "run_config": run_config.model_dump(mode="json", exclude={"target_lang"}),
-            "work_dir": str(args.work_dir),
-        },
-        "machine": machine(),
-        "seconds": time.perf_counter() - started,
-        "rows": rows,
-        "claims": judge(rows, args.langs),
-    }
-    write_parquet(Path(args.out) / f"{NAME}.parquet", rows)
-    write_report(args.out, NAME, record, markdown(record))
-    print(markdown(record))
+        base = load_config(RunConfig, args.config, args.overrides)
+        args.phase1_steps = args.phase1_steps or base.phase1.steps
+        args.phase2_steps = args.phase2_steps or base.phase2.full_steps + base.phase2.sparse_steps
+        if base.task_teacher.method not in args.recipes:
+            raise UserInputError(f"--recipes: must include the config's task_teacher.method '{base.task_teacher.method}'")
+        recipe_lr = dict(item.split("=", 1) for item in args.recipe_lr)
+        bench = Bench(args, base.model_copy(update={"output_dir": Path(args.work_dir)}))
+        inputs = pipeline.resolve_inputs(bench.config(args.langs[0], args.seeds[0]))
+        teachers = {}
+        for recipe in args.recipes:
+            lr = float(recipe_lr[recipe]) if recipe in recipe_lr else base.task_teacher.lr
+            bench_recipe = replace_teacher_lr(bench, recipe, lr)
+            teachers[recipe] = bench_recipe.task_teacher(inputs, recipe)
+        task_name = base.task.name
+        results: list[Scored] = []
+        record: dict = {}
+
+        def save(progress: str = "") -> None:
+            rows = [result.row for result in results]
+            record.update(
+                settings={
+                    "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
+                    "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
+                    "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
+                    "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
+                    "budget_lang": args.budget_curve, "run_config": base.model_dump(mode="json", exclude={"target_lang"}),
+                    "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
+                },
+                machine=machine(),
+                rows=rows,
+                claims=judge(results, args.langs, f"teacher:{base.task_teacher.method}"),
+                progress=progress,
+            )  # fmt: skip
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_parquet(args.out / f"claims-{task_name}.parquet", rows)
+            write_report(args.out, f"claims-{task_name}", record, markdown(record))
+            plot(args.out)
+
+        started = time.perf_counter()
+        if args.teachers_only:
+            for lang in args.langs:
+                language(bench, lang, args.seeds[0], True, teachers, results, save, students=False)
+            print(markdown(record))
+            return
+        for index, seed in enumerate(args.seeds):
+            for lang in args.langs:
+                language(bench, lang, seed, index == 0, teachers, results, lambda: save(f"seed {seed}, {lang} in progress"))
+        if args.budget_curve:
+            record["budget_curve"] = budget_curve(bench, args.budget_curve, args.seeds[0], teachers[base.task_teacher.method])
+        save()
+        log(f"claims on {task_name}: {time.perf_counter() - started:.0f} s")
+        print(markdown(record))
+
+
+def replace_teacher_lr(bench: Bench, recipe: str, lr: float) -> Bench:
+    """The bench with one recipe's learning rate in its task-teacher settings."""
+    teacher = bench.base.task_teacher.model_copy(update={"lr": lr}) if lr != bench.base.task_teacher.lr else bench.base.task_teacher
+    return Bench(bench.args, bench.base.model_copy(update={"task_teacher": teacher}))
 
 
 if __name__ == "__main__":

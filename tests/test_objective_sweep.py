@@ -15,30 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from tiny_task import GERMAN, TOPICS, files_task, tiny_teacher
 
 from bistil_ray.data import chatterbot
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import SweepConfig
-
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TOPICS = {"food": ["bread", "soup", "apple"], "money": ["bank", "coin", "price"], "sports": ["ball", "goal", "team"]}
-GERMAN = {"bread": "brot", "soup": "suppe", "apple": "apfel", "bank": "bank", "coin": "münze", "price": "preis",
-          "ball": "ball", "goal": "tor", "team": "mannschaft"}  # fmt: skip
-
-
-def tiny_teacher(folder: Path, words: list[str]) -> Path:
-    """A random 4-layer BERT whose WordPiece vocabulary is `words`."""
-    vocab = SPECIAL + sorted(set(words) - set(SPECIAL))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64
-    )
-    BertModel(config).save_pretrained(folder)
-    BertTokenizerFast(vocab={piece: index for index, piece in enumerate(vocab)}).save_pretrained(folder)
-    return folder
-
 
 def chatterbot_words(count: int = 400) -> list[str]:
     counts = Counter(
@@ -46,45 +27,6 @@ def chatterbot_words(count: int = 400) -> list[str]:
         for word in text.split()
     )  # fmt: skip
     return [word for word, _ in counts.most_common(count) if word]
-
-
-def topic_rows(words_of: dict[str, list[str]], labels: list[str]) -> list[dict]:
-    return [
-        {"text": f"{words_of[label][i % 3]} {words_of[label][(i + 1) % 3]}", "label": label}
-        for i, label in enumerate(labels)
-    ]
-
-
-def files_task(folder: Path) -> dict:
-    """English train/validation, German test and validation with different label mixes (so that a
-    model guessing one class scores differently on the two German sets)."""
-    folder.mkdir()
-    german = {topic: [GERMAN[word] for word in words] for topic, words in TOPICS.items()}
-    splits = {
-        "train": (TOPICS, list(TOPICS) * 8),
-        "validation": (TOPICS, list(TOPICS) * 2),
-        "test-de": (german, ["food"] * 6 + ["money"] * 2 + ["sports"] * 2),
-        "validation-de": (german, ["food"] * 2 + ["money"] * 4 + ["sports"] * 2),
-    }
-    paths = {}
-    for name, (words_of, labels) in splits.items():
-        paths[name] = folder / f"{name}.jsonl"
-        paths[name].write_text("".join(json.dumps(row) + "\n" for row in topic_rows(words_of, labels)))
-    corpora = {}
-    for lang, words_of in (("en", TOPICS), ("de", german)):
-        corpora[lang] = {"file": str(folder / f"{lang}.txt")}
-        (folder / f"{lang}.txt").write_text("\n".join(row["text"] for row in topic_rows(words_of, list(TOPICS) * 10)))
-    return {
-        "task": {
-            "files": {
-                "train": str(paths["train"]),
-                "validation": str(paths["validation"]),
-                "test": {"de": str(paths["test-de"])},
-                "target_validation": {"de": str(paths["validation-de"])},
-            }
-        },
-        "corpora": corpora,
-    }
 
 
 TINY = {

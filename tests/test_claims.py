@@ -1,0 +1,72 @@
+"""The claims benchmark end to end on a tiny teacher and a tiny files task, and its statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from tiny_task import GERMAN, TOPICS, files_task, tiny_teacher
+
+from bench import claims
+
+TINY_RUN = {
+    "source_lang": "en",
+    "target_lang": "de",
+    "task_teacher": {"steps": 4, "eval_every": 2, "batch_size": 8, "lr": 1e-3},
+    "vocabulary": {"word_frequencies": False},
+    "student": {"layers": 2},
+    "phase1": {"steps": 2, "eval_every": 2, "batch_size": 8, "validation_sentences": 8},
+    "phase2": {"full_steps": 2, "sparse_steps": 2, "eval_every": 2, "batch_size": 8, "lr": 1e-3},
+}
+
+
+def test_paired_bootstrap_interval_covers_the_difference_and_excludes_zero_only_when_it_should():
+    rng = np.random.default_rng(1)
+    better = rng.random((3, 400)) < 0.8
+    worse = better & (rng.random((3, 400)) < 0.8)  # the same examples, 20% of the right ones lost
+    difference, low, high = claims.paired_bootstrap({"de": list(zip(better, worse))}, np.random.default_rng(0))
+    assert low <= difference <= high and low > 0.1
+    same, low, high = claims.paired_bootstrap({"de": list(zip(better, better))}, np.random.default_rng(0))
+    assert same == low == high == 0
+
+
+@pytest.mark.e2e
+def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Path):
+    teacher = tiny_teacher(tmp_path / "teacher", [*sum(TOPICS.values(), []), *GERMAN.values()])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher)}))
+    out = tmp_path / "results"
+    argv = [str(config), "--langs", "de", "--seeds", "0", "1", "--budget-curve", "de",
+            "--work-dir", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
+    claims.main(argv)
+
+    rows = pq.read_table(out / "claims-train.parquet").to_pylist()
+    assert {"task", "target_lang", "seed", "model", "target_score", "source_score", "params", "throughput"} <= set(rows[0])
+    built = {(row["model"], row["seed"]) for row in rows}
+    assert built == {("teacher:full", None), ("teacher:lt_sft", None), ("teacher:frozen_body", None),
+                     ("trimmed_teacher", None), ("scratch", 0)} | {(m, s) for m in ("bistil", "no_phase1", "multilingual") for s in (0, 1)}  # fmt: skip
+    for row in rows:
+        assert row["test_examples"] == 10 and 0 <= row["target_score"] <= 1
+        if row["seed"] in (None, 0):
+            assert row["throughput"] > 0, row["model"]
+    trimmed = next(row for row in rows if row["model"] == "trimmed_teacher")
+    assert trimmed["vocab_size"] < next(row for row in rows if row["model"] == "teacher:full")["vocab_size"]
+
+    record = json.loads((out / "claims-train.json").read_text())
+    assert [claim["claim"] for claim in record["claims"]] == [f"{a} {r} {b}" for a, r, b, _ in claims.CLAIMS]
+    for claim in record["claims"]:
+        for cell in claim["by_language"].values():
+            assert cell["low"] <= cell["difference"] <= cell["high"]
+    assert record["claims"][2]["by_language"]["de"]["seeds"] == 2  # bistil and multilingual: paired by seed
+    assert {(row["model"], row["phase1_steps"]) for row in record["budget_curve"]} == {
+        ("bistil", 2), ("bistil", 4), ("bistil", 8), ("multilingual", 2), ("multilingual", 4), ("multilingual", 8), ("no_phase1", 0)
+    }  # fmt: skip
+    assert "paired bootstrap" in (out / "claims-train.md").read_text()
+    assert (out / "claims.png").stat().st_size > 0
+
+    claims.main(argv)  # everything reused: the same table
+    assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]
