@@ -37,7 +37,8 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.loop_vs_bare
 	$(PY) -m bench.ray_fixed_cost
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
-	$(PY) -m bench.claims
+	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja
+	$(PY) -m bench.claims configs/quran_run.yaml --langs zh ar es fr
 
 $(DEMO_TRIALS): | $(STAMP)
 	$(MAKE) demo

@@ -39,13 +39,15 @@ and the statistic is the mean of the languages' differences. `>=` holds when the
 Everything is built under --work-dir and reused by a rerun; an interrupted step resumes from its last
 checkpoint. After every model the tables are rewritten, so an interrupted run leaves a partial table:
 claims-<task>.parquet (one row per task, target language, seed and model), claims-<task>.json (settings,
-rows, judged orderings with difference and interval, recipe comparison) and claims-<task>.md under --out,
-and claims.png (target score against throughput, one panel per task found in --out).
+rows, judged orderings with difference and interval, recipe comparison) and claims-<task>.md under --out;
+claims.parquet, claims.json and claims.md hold every task's in one, and claims.png plots target score
+against throughput, one panel per task.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +71,7 @@ from bistil_ray.method.export import load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
 from bistil_ray.run import log, run_step
 
+NAME = "claims"
 RECIPES = ("full", "lt_sft", "frozen_body")
 STUDENTS = {
     "bistil": "BiStil",
@@ -480,6 +483,20 @@ def write_parquet(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue().to_pybytes())
 
 
+def combine(out: Path) -> None:
+    """claims.parquet, .json and .md: every task's table in `out` in one."""
+    tasks = sorted(out.glob("claims-*.json"))
+    records = {path.stem.removeprefix("claims-"): json.loads(path.read_text()) for path in tasks}
+    rows = [row for record in records.values() for row in record["rows"]]
+    write_parquet(out / "claims.parquet", rows)
+    summary = {
+        task: {key: record.get(key) for key in ("settings", "claims", "budget_curve", "progress", "machine")}
+        for task, record in records.items()
+    }
+    text = "\n\n".join((out / f"claims-{task}.md").read_text().rstrip() for task in records)
+    write_report(out, NAME, {"tasks": summary}, text + "\n\n![target score against throughput](claims.png)\n")
+
+
 def plot(out: Path) -> None:
     """Target score against throughput, one panel per task with a table in `out`."""
     import matplotlib
@@ -574,6 +591,7 @@ def main(argv: list[str] | None = None) -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             write_parquet(args.out / f"claims-{task_name}.parquet", rows)
             write_report(args.out, f"claims-{task_name}", record, markdown(record))
+            combine(args.out)
             plot(args.out)
 
         started = time.perf_counter()

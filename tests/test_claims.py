@@ -67,6 +67,8 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     }  # fmt: skip
     assert "paired bootstrap" in (out / "claims-train.md").read_text()
     assert (out / "claims.png").stat().st_size > 0
+    assert pq.read_table(out / "claims.parquet").num_rows == len(rows)
+    assert json.loads((out / "claims.json").read_text())["tasks"]["train"]["claims"] == record["claims"]
 
     claims.main(argv)  # everything reused: the same table
     assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]

@@ -148,7 +148,7 @@ CASES = [
     Case("steps_not_a_number", "phase1.steps: Input should be a valid integer", {"phase1": {"steps": "many"}}),
     Case("target_langs_not_a_list", "target_langs: Input should be a valid list", {"target_langs": "de"}),
     Case(
-        "search_value_not_a_number", "search_space.lr: expected a number or a mapping", {"search_space": {"lr": "fast"}}
+        "search_value_not_a_number", "search_space.lr: 'fast': Input should be a valid number", {"search_space": {"lr": "fast"}}
     ),
     Case("lr_not_finite", "phase2.lr: Input should be a finite number", {"phase2": {"lr": float("nan")}}),
     Case("name_escapes_storage", "name: String should match pattern", {"name": "../elsewhere"}),

@@ -56,8 +56,11 @@ def test_unknown_key_names_the_path_and_suggests_the_closest(tmp_path):
 def test_wrong_types_name_the_field(tmp_path):
     wrong_type = error_of(tmp_path, {**MINIMAL, "trials_per_pair": "many"})
     assert "trials_per_pair: Input should be a valid integer" in wrong_type
-    assert "search_space.lr: expected a number or a mapping" in error_of(
+    assert "search_space.lr: 'fast': Input should be a valid number" in error_of(
         tmp_path, {**MINIMAL, "search_space": {"lr": "fast"}}
+    )
+    assert "search_space.lr: expected a number, a name or a mapping" in error_of(
+        tmp_path, {**MINIMAL, "search_space": {"lr": [1, 2]}}
     )
     assert "search_space.student_layers: student.layers is a whole number" in error_of(
         tmp_path, {**MINIMAL, "search_space": {"student_layers": {"uniform": [2, 6]}}}
@@ -124,6 +127,19 @@ def test_every_dimension_maps_to_a_run_setting_and_an_optuna_distribution(tmp_pa
     assert dimensions["temperature"].distribution() == optuna.distributions.CategoricalDistribution([1, 2])
     assert not dimensions["lr"].is_searched and dimensions["lr"].values() == [3e-5]
     assert dimensions["alpha_ce"].values() == [SweepConfig(**MINIMAL).phase2.alpha_ce]
+
+
+def test_a_sweep_may_choose_the_task_teacher_recipe(tmp_path):
+    data = {**MINIMAL, "search_space": {"teacher_method": {"choice": ["full", "lt_sft"]}}}
+    sweep = load_sweep(write(tmp_path, data))
+    dimension = sweep.dimensions()["teacher_method"]
+    assert dimension.distribution() == optuna.distributions.CategoricalDistribution(["full", "lt_sft"])
+    assert dimension.describe() == "choice full, lt_sft"
+    values = {name: d.extremes()[0] for name, d in sweep.dimensions().items()} | {"teacher_method": "lt_sft"}
+    assert sweep.run_config(MINIMAL["target_langs"][0], values).task_teacher.method == "lt_sft"
+    assert SweepConfig(**MINIMAL).dimensions()["teacher_method"].values() == ["full"]
+    with pytest.raises(UserInputError, match="search_space.teacher_method: 'probe': Input should be 'full', 'lt_sft' or"):
+        load_sweep(write(tmp_path, {**MINIMAL, "search_space": {"teacher_method": {"choice": ["full", "probe"]}}}))
 
 
 # --- the CLI ---------------------------------------------------------------------------------------

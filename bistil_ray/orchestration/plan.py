@@ -57,7 +57,8 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
             for name, dimension in dimensions.items()
         ),
         "artifacts (each built once; reused when already under the storage):",
-        f"  {'task teacher':<17} {1:>10}  ({sweep.task_teacher.steps} steps on {sweep.task.name} {sweep.source_lang})",
+        f"  {'task teachers':<17} {len(dimensions['teacher_method'].extremes()):>10}  "
+        f"(one per recipe; {sweep.task_teacher.steps} steps on {sweep.task.name} {sweep.source_lang})",
         artifact_line("vocabularies", VOCABULARY_DIMENSIONS, "per pair and threshold"),
         artifact_line(
             "phase-1 students", PHASE1_DIMENSIONS, f"per pair, vocabulary, depth, phase-1 lr; {sweep.phase1.steps} steps"

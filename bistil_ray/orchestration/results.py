@@ -44,6 +44,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("task", STRING, "the task: the built-in task's name, the hub dataset path/config or the train file's stem"),
     column("metric", STRING, "what the score columns measure (accuracy)"),
     # searched settings
+    column("teacher_method", STRING, "recipe of the task teacher the student distils (task_teacher.method)"),
     column("student_layers", INT, "student depth (search_space.student_layers, else student.layers)"),
     column("density", FLOAT, "fraction of parameters LT-SFT's sparse phase updates (phase2.density)"),
     column("alpha_hidden", FLOAT, "weight of the hidden-state loss in phase 2 (phase2.alpha_hidden)"),

@@ -17,9 +17,11 @@ from pydantic import Field, model_validator
 from bistil_ray.config import StrictModel
 
 Number = int | float
+Value = Number | str  # a recipe name (teacher_method) is the one setting that is not a number
 
 # dimension -> (section of the run config, field in that section)
 DIMENSIONS: dict[str, tuple[str, str]] = {
+    "teacher_method": ("task_teacher", "method"),
     "student_layers": ("student", "layers"),
     "density": ("phase2", "density"),
     "alpha_hidden": ("phase2", "alpha_hidden"),
@@ -37,8 +39,8 @@ DIMENSION_KINDS = ("fixed", "choice", "uniform", "loguniform", "integer")
 class Dimension(StrictModel):
     """One searched setting: exactly one of a fixed value, a choice, or an inclusive range."""
 
-    fixed: Number | None = Field(None, description="one value (a bare number means this)")
-    choice: list[Number] | None = Field(None, min_length=1, description="values to choose from")
+    fixed: Value | None = Field(None, description="one value (a bare number or name means this)")
+    choice: list[Value] | None = Field(None, min_length=1, description="values to choose from")
     uniform: tuple[float, float] | None = Field(None, description="[low, high]")
     loguniform: tuple[float, float] | None = Field(None, description="[low, high], sampled on a log scale")
     integer: tuple[int, int] | None = Field(None, description="[low, high], whole numbers, both included")
@@ -46,10 +48,10 @@ class Dimension(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _number_means_fixed(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             return {"fixed": value}
         if not isinstance(value, dict):
-            raise ValueError(f"expected a number or a mapping with one of {', '.join(DIMENSION_KINDS)}")
+            raise ValueError(f"expected a number, a name or a mapping with one of {', '.join(DIMENSION_KINDS)}")
         return value
 
     @model_validator(mode="after")
@@ -72,7 +74,7 @@ class Dimension(StrictModel):
     def is_searched(self) -> bool:
         return self.kind != "fixed" and not (self.choice is not None and len(self.choice) == 1)
 
-    def extremes(self) -> list[Number]:
+    def extremes(self) -> list[Value]:
         """Values whose validity implies the validity of every value the dimension can take."""
         if self.fixed is not None:
             return [self.fixed]
@@ -80,7 +82,7 @@ class Dimension(StrictModel):
             return list(self.choice)
         return list(self.uniform or self.loguniform or self.integer)  # type: ignore[arg-type]
 
-    def values(self) -> list[Number] | None:
+    def values(self) -> list[Value] | None:
         """Every value, for discrete dimensions; None for continuous ones."""
         if self.integer is not None:
             return list(range(self.integer[0], self.integer[1] + 1))
@@ -98,10 +100,13 @@ class Dimension(StrictModel):
         return optuna.distributions.FloatDistribution(*self.uniform)  # type: ignore[misc]
 
     def describe(self) -> str:
+        def shown(value: Value) -> str:
+            return value if isinstance(value, str) else f"{value:g}"
+
         if self.fixed is not None:
-            return f"{self.fixed:g}"
+            return shown(self.fixed)
         if self.choice is not None:
-            return "choice " + ", ".join(f"{value:g}" for value in self.choice)
+            return "choice " + ", ".join(shown(value) for value in self.choice)
         low, high = self.uniform or self.loguniform or self.integer  # type: ignore[misc]
         return f"{self.kind} [{low:g}, {high:g}]"
 
@@ -109,6 +114,9 @@ class Dimension(StrictModel):
 class SearchSpace(StrictModel):
     """Dimensions a sweep varies; those left out keep their section's value."""
 
+    teacher_method: Dimension | None = Field(
+        None, description="task_teacher.method: a choice of full, lt_sft, frozen_body (one task teacher each)"
+    )
     student_layers: Dimension | None = None
     density: Dimension | None = None
     alpha_hidden: Dimension | None = None

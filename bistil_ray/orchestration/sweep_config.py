@@ -32,6 +32,7 @@ from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.search_space import DIMENSIONS, Dimension, SearchSpace, apply_dimensions
 
 SECTION_MODELS = {
+    "task_teacher": TaskTeacherConfig,
     "student": StudentConfig,
     "phase1": Phase1Config,
     "phase2": Phase2Config,
@@ -174,7 +175,6 @@ class SweepConfig(StrictModel):
                 "source_lang": self.source_lang,
                 "target_lang": target_lang,
                 "corpora": self.corpora,
-                "task_teacher": self.task_teacher,
                 **apply_dimensions(self.sections(), values),
             }
         )
