@@ -165,10 +165,20 @@ def test_cli_rejects_remote_storage_and_missing_file(tmp_path, capsys):
     assert "missing.yaml: no such file" in capsys.readouterr().err
 
 
+def test_each_pair_of_the_demo_draws_both_depths():
+    from bistil_ray.orchestration.tuning import PairwiseSearch
+
+    sweep = load_sweep(Path(__file__).parents[1] / "sweeps" / "demo.yaml")
+    search = PairwiseSearch(sweep)
+    draws = [search.suggest(f"trial-{index}") for index in range(sweep.total_trials)]
+    for target in sweep.target_langs:
+        assert {draw["student_layers"] for draw in draws if draw["target_lang"] == target} == {3, 6}
+
+
 @pytest.mark.parametrize(
     ("sweep_file", "expected"),
     [
-        ("demo.yaml", ["pairs (2): en-zh, en-it", "6 in all", "phase-1 students           2"]),
+        ("demo.yaml", ["pairs (2): en-zh, en-it", "6 in all", "phase-1 students     up to 4", "student_layers    choice 3, 6"]),
         ("xnli.yaml", ["pairs (14): en-ar, en-bg", "112 in all", "multi-objective", "1 GPU per training phase"]),
     ],
 )
