@@ -154,15 +154,6 @@ def _stable_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def require_source(lang: str) -> None:
-    folder_of(lang)
-    if lang != SOURCE_LANGUAGE:
-        raise UserInputError(
-            f"task chatterbot: source_lang must be '{SOURCE_LANGUAGE}' (the topic labels are the "
-            f"English files); got '{lang}'"
-        )
-
-
 @lru_cache(maxsize=None)
 def source_splits() -> tuple[tuple[Example, ...], tuple[Example, ...]]:
     """English (train, validation): per topic, the VALIDATION_FRACTION of utterances with the

@@ -120,15 +120,6 @@ def check_language(lang: str) -> None:
         raise UserInputError(f"task quran: no language '{lang}'; available: {', '.join(available_languages())}")
 
 
-def require_source(lang: str) -> None:
-    check_language(lang)
-    if lang != SOURCE_LANGUAGE:
-        raise UserInputError(
-            f"task quran: source_lang must be '{SOURCE_LANGUAGE}' (the labels are read on the English "
-            f"translation); got '{lang}'"
-        )
-
-
 def label_names() -> list[str]:
     return list(LABELS)
 

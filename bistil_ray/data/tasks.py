@@ -19,7 +19,7 @@ import datasets
 
 from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskSpec
-from bistil_ray.data.builtin import builtin_task
+from bistil_ray.data.builtin import builtin_task, check_source
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
 from bistil_ray.errors import UserInputError
 
@@ -103,7 +103,7 @@ def _labelled_dataset(examples) -> datasets.Dataset:
 
 def _load_builtin(name: str, source_lang: str, target_langs: list[str]) -> TaskData:
     task = builtin_task(name)
-    task.require_source(source_lang)
+    check_source(name, source_lang)
     train, validation = task.source_splits()
     splits = {lang: task.target_splits(lang) for lang in target_langs}
     return TaskData(
