@@ -33,6 +33,7 @@ from bistil_ray.method.training import (
     ThroughputMeter,
     autocast,
     compute_dtype,
+    inference_flops_per_token,
     load_tensors,
     load_training_state,
     make_optimizer,
@@ -70,6 +71,8 @@ def train_task_teacher(
         for parameter in body.values():
             parameter.requires_grad_(False)
     theta_0 = snapshot(body) if config.method == "lt_sft" else {}
+    # A frozen encoder runs forward only: counting its backward would put MFU above 100%.
+    flops_per_token = inference_flops_per_token if config.method == "frozen_body" else training_flops_per_token
     network = wrap_for_data_parallel(model, device)
     network.train()
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
@@ -118,7 +121,7 @@ def train_task_teacher(
         if sparse is not None:
             sparse.restore_frozen_entries()
         tokens = int(batch["attention_mask"].sum())
-        meter.add(tokens, tokens * training_flops_per_token(model, batch["input_ids"].shape[1]))
+        meter.add(tokens, tokens * flops_per_token(model, batch["input_ids"].shape[1]))
 
         stage_end = step + 1 in (config.dense_steps, config.steps)
         if (step + 1) % config.eval_every == 0 or stage_end:
