@@ -596,8 +596,9 @@ def main(argv: list[str] | None = None) -> None:
 
         started = time.perf_counter()
         if args.teachers_only:
+            teachers_only = lambda: save("task teachers only (`--teachers-only`): no student trained")  # noqa: E731
             for lang in args.langs:
-                language(bench, lang, args.seeds[0], True, teachers, results, save, students=False)
+                language(bench, lang, args.seeds[0], True, teachers, results, teachers_only, students=False)
             print(markdown(record))
             return
         for index, seed in enumerate(args.seeds):
