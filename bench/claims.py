@@ -494,7 +494,8 @@ def combine(out: Path) -> None:
         for task, record in records.items()
     }
     text = "\n\n".join((out / f"claims-{task}.md").read_text().rstrip() for task in records)
-    write_report(out, NAME, {"tasks": summary}, text + "\n\n![target score against throughput](claims.png)\n")
+    figure = "\n\n![target score against throughput](claims.png)\n" if (out / "claims.png").exists() else "\n"
+    write_report(out, NAME, {"tasks": summary}, text + figure)
 
 
 def plot(out: Path) -> None:
@@ -504,9 +505,9 @@ def plot(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tables = sorted(out.glob("claims-*.parquet"))
+    tables = [path for path in sorted(out.glob("claims-*.parquet")) if "throughput" in pq.read_schema(path).names]
     if not tables:
-        return
+        return  # no model measured yet (e.g. --teachers-only): nothing to plot
     figure, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
     for axis, path in zip(axes[0], tables):
         rows = pq.read_table(path).to_pylist()
@@ -591,8 +592,8 @@ def main(argv: list[str] | None = None) -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             write_parquet(args.out / f"claims-{task_name}.parquet", rows)
             write_report(args.out, f"claims-{task_name}", record, markdown(record))
-            combine(args.out)
             plot(args.out)
+            combine(args.out)
 
         started = time.perf_counter()
         if args.teachers_only:
