@@ -66,7 +66,7 @@ from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
 from bistil_ray.errors import UserInputError, exit_on_user_error
-from bistil_ray.method.evaluation import count_parameters, directory_bytes, measure_efficiency, predict
+from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
 from bistil_ray.method.export import load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
 from bistil_ray.run import log, run_step
@@ -207,15 +207,18 @@ class Scored:
     correct: np.ndarray
 
 
+def correctness(model, tokenizer, dataset, fields: list[str]) -> np.ndarray:
+    return predict(model, tokenizer, dataset, fields) == np.asarray(dataset["label"])
+
+
 def score(model, tokenizer, inputs: pipeline.Inputs) -> tuple[np.ndarray, float, float | None]:
+    """Per-example correctness on the target test set; source and target validation accuracy."""
     fields = list(inputs.task.text_fields)
-    test = inputs.target_test
-    correct = predict(model, tokenizer, test, fields) == np.asarray(test["label"])
-    source = float(np.mean(predict(model, tokenizer, inputs.task.source_validation, fields) == np.asarray(inputs.task.source_validation["label"])))
+    correct = correctness(model, tokenizer, inputs.target_test, fields)
+    source = float(correctness(model, tokenizer, inputs.task.source_validation, fields).mean())
     validation = None
     if inputs.target_validation is not None:
-        validation_set = inputs.target_validation
-        validation = float(np.mean(predict(model, tokenizer, validation_set, fields) == np.asarray(validation_set["label"])))
+        validation = float(correctness(model, tokenizer, inputs.target_validation, fields).mean())
     return correct, source, validation
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import pickle
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from tiny_task import GERMAN, TOPICS, files_task, tiny_teacher
