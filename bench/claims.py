@@ -48,9 +48,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 from statistics import mean
 
 import numpy as np
@@ -60,7 +62,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bench.common import RESULTS_DIR, machine, markdown_table, write_report
 from bistil_ray import pipeline
-from bistil_ray.atomic import atomic_write_bytes
+from bistil_ray.atomic import atomic_directory, atomic_write_bytes
 from bistil_ray.config import RunConfig, load_config
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
@@ -69,7 +71,8 @@ from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
 from bistil_ray.method.export import load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
-from bistil_ray.run import log, run_step
+from bistil_ray.method.hooks import LocalHooks
+from bistil_ray.run import log
 
 NAME = "claims"
 RECIPES = ("full", "lt_sft", "frozen_body")
@@ -89,6 +92,29 @@ CLAIMS = [
 ]
 GREATLY = 0.05
 BOOTSTRAP_RESAMPLES = 2000
+
+
+def work_step(name: str, final: Path, settings: dict, build: Callable[[Path, LocalHooks], dict], checkpoints: Path) -> dict:
+    """Build one model of the bench into its named work folder `final` once: skip it if published
+    with the same settings, resume it from its checkpoint if interrupted. Named folders, not the
+    content-keyed store of `bistil_ray.steps`: most of the bench's models (no phase 1, scratch, the
+    multilingual start) are not steps of the pipeline, and a reader finds each by its name."""
+    settings = json.loads(json.dumps(settings, default=lambda value: value.model_dump(mode="json")))
+    record = final / "bistil_step.json"
+    if record.exists():
+        published = json.loads(record.read_text())
+        if published["settings"] != settings:
+            raise UserInputError(f"{final}: built with other settings; choose another --work-dir")
+        log(f"{name}: reusing {final}")
+        return {**published["metrics"], "cache_hit": True}
+    started = time.perf_counter()
+    hooks = LocalHooks(checkpoint_dir=checkpoints / name)
+    with atomic_directory(final) as staging:
+        metrics = {**build(staging, hooks), "seconds": time.perf_counter() - started}
+        (staging / "bistil_step.json").write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=1, default=str))
+    shutil.rmtree(checkpoints / name, ignore_errors=True)
+    log(f"{name}: built {final} in {metrics['seconds']:.0f}s")
+    return {**metrics, "cache_hit": False}
 
 
 @dataclass
@@ -117,7 +143,7 @@ class Bench:
         # One checkpoint folder per built model: the same step name recurs for every language and seed.
         checkpoint_name = "-".join(final.relative_to(self.root).parts)
         log(f"{name}: {checkpoint_name}")
-        return run_step(checkpoint_name, final, settings, build, self.root / ".checkpoints")
+        return work_step(checkpoint_name, final, settings, build, self.root / ".checkpoints")
 
     # --- what is built ------------------------------------------------------------------------------
 

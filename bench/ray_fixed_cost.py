@@ -1,6 +1,6 @@
 """What a training phase pays for running under Ray Train (one worker) instead of in this process.
 
-The step is the sweep's own phase-1 step (`orchestration.trial._phase1_step`: read the inputs, trim
+The step is the phase-1 step of the step graph (`steps.PHASE1_STUDENT` as a `StepCall`: read the inputs, trim
 the teacher, build the student, train with evaluations and checkpoints, save), run alternately
   - in process, with LocalHooks checkpointing to a local folder (what `bistil_ray.run` does), and
   - through `train_runner.run_training` on a 1-worker TorchTrainer (what a sweep trial does).
@@ -43,7 +43,7 @@ from bistil_ray import pipeline
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.orchestration.driver import start_ray
 from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, ray_train_env_vars, run_training
-from bistil_ray.orchestration.trial import _phase1_step
+from bistil_ray.steps import PHASE1_STUDENT, StepCall
 
 
 class Bench:
@@ -131,7 +131,7 @@ def main() -> None:
     # The same work on both sides: the worker holds as many CPUs as this process trains on threads
     # (Ray sets a worker's thread count to its CPUs), whatever the demo's per-trial share is.
     group = replace(WorkerGroup.from_resources(sweep.resources), cpus_per_worker=torch.get_num_threads())
-    bench = Bench(partial(_phase1_step, pipeline, run, data.vocab_dir), group, work_dir)
+    bench = Bench(StepCall(pipeline, PHASE1_STUDENT, run, {"vocabulary": data.vocab_dir}), group, work_dir)
 
     _, ray_init_s = timed(lambda: start_ray(sweep.resources, None, "127.0.0.1"))
     try:

@@ -19,7 +19,8 @@ from rich.console import Console
 
 from bistil_ray.console import quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
-from bistil_ray.orchestration.paths import SweepPaths, storage_root
+from bistil_ray.artifacts import storage_root
+from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.plan import describe_plan
 from bistil_ray.orchestration.preflight import check_inputs
 from bistil_ray.orchestration.sweep_config import load_sweep

@@ -17,7 +17,8 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
     cannot import this module). With `step_log`, every step appends `<step> <target> <density>` to it
     when it starts: the density, sampled by Optuna, tells the trials apart."""
 
-    def log(step: str, run) -> None:
+    def log(step: str, inputs) -> None:
+        run = inputs.run
         if step_log is not None:
             with open(step_log, "a") as handle:  # one short append: whole lines even from many processes
                 handle.write(f"{step} {run.target_lang} {run.phase2.density!r}\n")
@@ -35,25 +36,26 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         (out_dir / "config.json").write_text(json.dumps({"worker_cpus": cpus}))
         return result
 
-    def build_task_teacher(run, config, out_dir: Path, hooks) -> dict:
-        log("task_teacher", run)
+    def build_task_teacher(inputs, config, out_dir: Path, hooks) -> dict:
+        log("task_teacher", inputs)
         return train(out_dir, hooks, 2, {"source_score": 0.9})
 
-    def build_vocabulary(run, config, out_dir: Path) -> dict:
-        log("vocabulary", run)
+    def build_vocabulary(inputs, config, out_dir: Path) -> dict:
+        log("vocabulary", inputs)
         (out_dir / "vocab.json").write_text("{}")
         return {"vocab_size": 1000}
 
-    def build_phase1_student(run, vocab, student, config, out_dir: Path, hooks) -> dict:
-        log("phase1", run)
+    def build_phase1_student(inputs, vocab_dir, student_config, config, out_dir: Path, hooks) -> dict:
+        log("phase1", inputs)
         return train(out_dir, hooks, 2, {})
 
-    def run_phase2(run, phase1, teacher, vocab, config, out_dir: Path, hooks) -> dict:
-        log("phase2", run)
+    def run_phase2(inputs, phase1_dir, task_teacher_dir, vocab_dir, config, out_dir: Path, hooks) -> dict:
+        log("phase2", inputs)
         return train(out_dir, hooks, 3, {})
 
-    def evaluate_student(run, student_dir, teacher_dir) -> dict:
-        log("evaluation", run)
+    def evaluate_student(inputs, student_dir, task_teacher_dir) -> dict:
+        log("evaluation", inputs)
+        run = inputs.run
         score = 0.9 - abs(run.phase2.density - 0.1)
         return {
             "metric": "accuracy",
@@ -72,7 +74,7 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         }
 
     return SimpleNamespace(
-        resolve_inputs=lambda run: run,
+        resolve_inputs=lambda run: SimpleNamespace(run=run),
         build_task_teacher=build_task_teacher,
         build_vocabulary=build_vocabulary,
         build_phase1_student=build_phase1_student,

@@ -13,8 +13,8 @@ import pytest
 
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.config import RunConfig
-from bistil_ray.orchestration.artifacts import MANIFEST, ArtifactStore, artifact_key
-from bistil_ray.orchestration.trial import Fingerprints, phase1_inputs, task_teacher_inputs, vocabulary_inputs
+from bistil_ray.artifacts import MANIFEST, ArtifactStore, artifact_key
+from bistil_ray.steps import PHASE1_STUDENT, TASK_TEACHER, Fingerprints, step_inputs, step_keys
 
 INPUTS = {"teacher": "abc", "settings": {"lr": 1e-4, "steps": 10}}
 
@@ -47,16 +47,23 @@ def test_keys_follow_what_each_artifact_depends_on():
     other_phase2 = base.model_copy(update={"phase2": base.phase2.model_copy(update={"density": 0.5})})
     deeper = base.model_copy(update={"student": base.student.model_copy(update={"layers": 4})})
     french = base.model_copy(update={"target_lang": "fr"})
+    keys = step_keys(base, prints)
 
-    def phase1_key(run: RunConfig) -> str:
-        return artifact_key(phase1_inputs(run, prints, artifact_key(vocabulary_inputs(run, prints))))
-
-    assert phase1_key(other_phase2) == phase1_key(base)
-    assert phase1_key(deeper) != phase1_key(base)
-    assert phase1_key(french) != phase1_key(base)
-    assert artifact_key(task_teacher_inputs(french, prints)) == artifact_key(task_teacher_inputs(base, prints))
+    assert step_keys(other_phase2, prints)["phase1_student"] == keys["phase1_student"]
+    assert step_keys(other_phase2, prints)["phase2_student"] != keys["phase2_student"]
+    assert step_keys(deeper, prints)["phase1_student"] != keys["phase1_student"]
+    assert step_keys(deeper, prints)["vocabulary"] == keys["vocabulary"]
+    assert step_keys(french, prints)["phase1_student"] != keys["phase1_student"]
+    assert step_keys(french, prints)["task_teacher"] == keys["task_teacher"]
     changed_teacher = Fingerprints(teacher="t2", task="k1", corpora=prints.corpora)
-    assert artifact_key(task_teacher_inputs(base, changed_teacher)) != artifact_key(task_teacher_inputs(base, prints))
+    assert step_keys(base, changed_teacher)["task_teacher"] != keys["task_teacher"]
+    edited_corpus = Fingerprints(teacher="t1", task="k1", corpora={**prints.corpora, "de": "c-de-edited"})
+    edited = step_keys(base, edited_corpus)
+    assert edited["task_teacher"] == keys["task_teacher"]
+    assert all(edited[kind] != keys[kind] for kind in ("vocabulary", "phase1_student", "phase2_student"))
+    # An upstream key is part of the key: a phase-1 student is not shared across vocabularies.
+    assert step_inputs(PHASE1_STUDENT, base, prints, keys)["vocabulary"] == keys["vocabulary"]
+    assert "corpora" not in step_inputs(TASK_TEACHER, base, prints, keys)
 
 
 def test_concurrent_threads_build_a_key_once(tmp_path):

@@ -32,7 +32,7 @@ def pipeline_reporting_throughput():
     """The fake pipeline, with a phase 2 that reports tokens/s and outlives a metrics report."""
     pipeline = fake_pipeline()
 
-    def run_phase2(run, phase1, teacher, vocab, config, out_dir: Path, hooks) -> dict:
+    def run_phase2(inputs, phase1_dir, task_teacher_dir, vocab_dir, config, out_dir: Path, hooks) -> dict:
         for step in (1, 2):
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "state.json").write_text(json.dumps({"step": step}))

@@ -25,10 +25,11 @@ def injecting_pipeline(attempts_log, markers):
     pipeline = fake_pipeline()
     phase2, evaluate = pipeline.run_phase2, pipeline.evaluate_student
 
-    def run_phase2(run, phase1, teacher, vocab, config, out_dir, hooks):
+    def run_phase2(inputs, phase1_dir, task_teacher_dir, vocab_dir, config, out_dir, hooks):
         import os
         import signal
 
+        run = inputs.run
         with open(attempts_log, "a") as handle:
             handle.write(f"phase2 {run.target_lang}\n")
         first = not (markers / run.target_lang).exists()
@@ -39,14 +40,15 @@ def injecting_pipeline(attempts_log, markers):
             os.kill(os.getpid(), signal.SIGKILL)
         if run.target_lang == "es" and first:
             raise MemoryError("out of memory")
-        return phase2(run, phase1, teacher, vocab, config, out_dir, hooks)
+        return phase2(inputs, phase1_dir, task_teacher_dir, vocab_dir, config, out_dir, hooks)
 
-    def evaluate_student(run, student_dir, teacher_dir):
+    def evaluate_student(inputs, student_dir, task_teacher_dir):
+        run = inputs.run
         with open(attempts_log, "a") as handle:
             handle.write(f"evaluation {run.target_lang}\n")
         if run.target_lang == "de":
             return {}["target_score"]
-        return evaluate(run, student_dir, teacher_dir)
+        return evaluate(inputs, student_dir, task_teacher_dir)
 
     pipeline.run_phase2, pipeline.evaluate_student = run_phase2, evaluate_student
     return pipeline

@@ -31,7 +31,7 @@ import pytest
 
 from bistil_ray.assets import teachers
 from bistil_ray.atomic import TMP_PREFIX
-from bistil_ray.orchestration.artifacts import MANIFEST, ArtifactStore, artifact_key
+from bistil_ray.artifacts import MANIFEST, ArtifactStore, artifact_key
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
@@ -282,7 +282,7 @@ def test_a_table_write_on_broken_storage_names_the_table_and_keeps_the_published
 def pipeline_failing_at_the_first_phase() -> SimpleNamespace:
     """The fake pipeline, but its first training phase fails: the shortest way to a trial's end."""
 
-    def build_task_teacher(run, config, out_dir: Path, hooks) -> dict:
+    def build_task_teacher(inputs, config, out_dir: Path, hooks) -> dict:
         raise RuntimeError("the task data is broken")
 
     return SimpleNamespace(**{**vars(fake_pipeline()), "build_task_teacher": build_task_teacher})

@@ -21,6 +21,7 @@ import bistil_ray
 from bistil_ray.config import HubCorpusSpec, HubTaskSpec, RunConfig
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.sweep import main
+from sweep_fakes import fake_pipeline
 from test_export import LABELS, bert_student
 
 PACKAGE = Path(bistil_ray.__file__).resolve().parent
@@ -289,12 +290,13 @@ SECRETS = {
 
 def test_no_secret_from_the_environment_reaches_what_the_package_writes(tmp_path, monkeypatch, capsys):
     from bistil_ray.method.export import write_student_directory
-    from bistil_ray.orchestration.artifacts import ArtifactStore
+    from bistil_ray.artifacts import ArtifactStore, store_under
     from bistil_ray.orchestration.paths import SweepPaths
     from bistil_ray.orchestration.results import ResultsWriter
     from bistil_ray.orchestration.sweep_config import load_sweep
     from bistil_ray.orchestration.train_runner import ray_train_env_vars
-    from bistil_ray.run import run_step
+    from bistil_ray.run import LocalGraph
+    from bistil_ray.steps import VOCABULARY, Fingerprints
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -323,14 +325,16 @@ def test_no_secret_from_the_environment_reaches_what_the_package_writes(tmp_path
     # What trials and single runs write: artifacts with their manifests, step records, a student.
     store = ArtifactStore(paths.artifacts)
     store.get_or_build("vocabulary", {"teacher": sweep.teacher}, lambda out: {"vocab_size": 10})
-    run_step("step", tmp_path / "run" / "step", {"config": sweep.phase2}, lambda out, hooks: {"loss": 1.0}, tmp_path)
+    run = RunConfig(target_lang="de")
+    prints = Fingerprints(teacher="t", task="k", corpora={"en": "c-en", "de": "c-de"})
+    LocalGraph(fake_pipeline(), SimpleNamespace(run=run), prints, store_under(tmp_path / "run")).shared(VOCABULARY)
     student = tmp_path / "student"
     student.mkdir()
     model, tokenizer = bert_student()
     write_student_directory(model, tokenizer, student, label_names=LABELS, extra_metadata={"teacher": sweep.teacher})
 
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert {path.name for path in written} >= {"sweep.json", "trials.parquet", "bistil_step.json", "README.md"}
+    assert {path.name for path in written} >= {"sweep.json", "trials.parquet", "bistil_artifact.json", "README.md"}
     output = capsys.readouterr()
     for path in written:
         content = path.read_bytes()

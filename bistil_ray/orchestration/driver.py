@@ -25,9 +25,10 @@ from bistil_ray.orchestration.preflight import check_storage
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, WorkerGroup, ray_train_env_vars
-from bistil_ray.orchestration.trial import Fingerprints, TrialContext
+from bistil_ray.orchestration.trial import TrialContext
 from bistil_ray.orchestration.tuning import build_tuner, restore_tuner
 from bistil_ray.orchestration.wall_time import driver_session
+from bistil_ray.steps import Fingerprints, Pipeline
 
 NAMESPACE = "bistil_ray"
 
@@ -38,7 +39,7 @@ def run_sweep(
     *,
     resume: bool,
     address: str | None = None,
-    pipeline: Any = bistil_pipeline,
+    pipeline: Pipeline = bistil_pipeline,
     live: bool = True,
     dashboard_host: str = "127.0.0.1",
 ) -> list[dict[str, Any]]:
@@ -46,7 +47,7 @@ def run_sweep(
     started = time.time()  # the sweep's wall time includes fingerprinting and starting Ray
     sweep = sweep.with_absolute_paths()
     check_storage(sweep, paths, resume)
-    fingerprints = Fingerprints.of(sweep)
+    fingerprints = Fingerprints.of(sweep, [sweep.source_lang, *sweep.target_langs])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:

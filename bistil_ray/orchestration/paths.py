@@ -1,7 +1,8 @@
 """Where a sweep keeps things under `--storage` (a local folder, or one every node mounts).
 
     <storage>/artifacts/<kind>/<key>/       built once, shared by every trial, pair and later sweep
-    <storage>/artifacts/.train/<kind>-<key> Ray Train checkpoints of an artifact being built
+    <storage>/artifacts/.train/<kind>-<key> Ray Train checkpoints of an artifact a sweep is building
+    <storage>/artifacts/.local/<kind>-<key> checkpoints of an artifact `bistil_ray.run` is building
     <storage>/<sweep>/                      the Tune experiment (what --resume restores)
     <storage>/<sweep>/sweep.json            the validated configuration the sweep started with
     <storage>/<sweep>/trials.parquet        one row per finished, failed or pruned trial
@@ -16,23 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-from bistil_ray.config import expand_user
-from bistil_ray.errors import UserInputError
-
-
-def storage_root(value: str) -> Path:
-    """`--storage` as an absolute local path; `file://` URIs are accepted."""
-    parsed = urlparse(value)
-    if parsed.scheme == "file":
-        return Path(parsed.path).resolve()
-    if parsed.scheme and len(parsed.scheme) > 1:
-        raise UserInputError(
-            f"--storage {value}: only local paths and file:// URIs are supported; mount remote storage "
-            "(NFS, s3fs, gcsfuse) on every node and pass the mount point"
-        )
-    return expand_user(value, f"--storage {value}").resolve()
+from bistil_ray.artifacts import ARTIFACTS
 
 
 @dataclass(frozen=True)
@@ -42,7 +28,7 @@ class SweepPaths:
 
     @property
     def artifacts(self) -> Path:
-        return self.storage / "artifacts"
+        return self.storage / ARTIFACTS
 
     @property
     def artifact_train_runs(self) -> Path:

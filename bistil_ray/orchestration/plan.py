@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 
 from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.search_space import DIMENSIONS
 from bistil_ray.orchestration.sweep_config import SweepConfig
-
-# Which dimensions make a new artifact of each kind (besides the pair).
-VOCABULARY_DIMENSIONS = ("vocab_threshold",)
-PHASE1_DIMENSIONS = ("vocab_threshold", "student_layers", "phase1_lr")
+from bistil_ray.steps import PHASE1_STUDENT, TASK_TEACHER, VOCABULARY, Step, sections_behind
 
 
-def artifacts_per_pair(sweep: SweepConfig, dimensions: tuple[str, ...]) -> tuple[int, bool]:
-    """(how many distinct artifacts a pair can need, whether exactly that many): each continuous
-    dimension may give every trial its own."""
-    counts = [sweep.dimensions()[name].values() for name in dimensions]
+def dimensions_behind(step: Step) -> tuple[str, ...]:
+    """The searched dimensions that can change `step`'s key (besides the pair)."""
+    sections = sections_behind(step)
+    return tuple(name for name, (section, _) in DIMENSIONS.items() if section in sections)
+
+
+def artifacts_per_pair(sweep: SweepConfig, step: Step) -> tuple[int, bool]:
+    """(how many distinct artifacts of `step` a pair can need, whether exactly that many): each
+    continuous dimension may give every trial its own."""
+    counts = [sweep.dimensions()[name].values() for name in dimensions_behind(step)]
     if any(values is None for values in counts):
         return sweep.trials_per_pair, False
     combinations = math.prod(len(values) for values in counts)
@@ -29,9 +33,10 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
     if resources.use_gpu:
         per_worker += f" + {resources.gpus_per_worker:g} GPU"
 
-    def artifact_line(label: str, dimensions: tuple[str, ...], note: str) -> str:
-        count, exact = artifacts_per_pair(sweep, dimensions)
-        amount = f"{count * pairs}" if exact else f"up to {count * pairs}"
+    def artifact_line(label: str, step: Step, note: str, per_pair: bool = True) -> str:
+        count, exact = artifacts_per_pair(sweep, step)
+        count *= pairs if per_pair else 1
+        amount = f"{count}" if exact else f"up to {count}"
         return f"  {label:<17} {amount:>10}  ({note})"
 
     dimensions = sweep.dimensions()
@@ -57,11 +62,13 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
             for name, dimension in dimensions.items()
         ),
         "artifacts (each built once; reused when already under the storage):",
-        f"  {'task teachers':<17} {len(dimensions['teacher_method'].extremes()):>10}  "
-        f"(one per recipe; {sweep.task_teacher.steps} steps on {sweep.task.name} {sweep.source_lang})",
-        artifact_line("vocabularies", VOCABULARY_DIMENSIONS, "per pair and threshold"),
         artifact_line(
-            "phase-1 students", PHASE1_DIMENSIONS, f"per pair, vocabulary, depth, phase-1 lr; {sweep.phase1.steps} steps"
+            "task teachers", TASK_TEACHER, f"one per recipe; {sweep.task_teacher.steps} steps on {sweep.task.name} "
+            f"{sweep.source_lang}", per_pair=False,
+        ),
+        artifact_line("vocabularies", VOCABULARY, "per pair and threshold"),
+        artifact_line(
+            "phase-1 students", PHASE1_STUDENT, f"per pair, vocabulary, depth, phase-1 lr; {sweep.phase1.steps} steps"
         ),
         f"  {'phase-2 students':<17} {sweep.total_trials:>10}  (one per trial; "
         f"{sweep.phase2.full_steps} dense + {sweep.phase2.sparse_steps} sparse steps)",

@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from bistil_ray.artifacts import Artifact
 from bistil_ray.atomic import atomic_write_bytes
 from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.steps import SHARED_STEPS, Step
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -27,6 +29,22 @@ STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 def column(name: str, kind: pa.DataType, description: str) -> pa.Field:
     """A column; its description travels in the Parquet schema, for readers without this package."""
     return pa.field(name, kind, metadata={"description": description})
+
+
+def artifact_fields(step: Step) -> list[pa.Field]:
+    """The columns of one shared step's artifact (`artifact_columns` fills them)."""
+    name, where = step.kind.replace("_", " "), f"<storage>/artifacts/{step.kind}/<key>"
+    return [
+        column(f"{step.column}_cache_hit", BOOL, f"the {name} was built before (or by another trial or run) and reused"),
+        column(f"{step.column}_key", STRING, f"content key of the {name}: {where}"),
+        column(f"{step.column}_build_seconds", FLOAT, f"what building the {name} cost its builder (this or another trial)"),
+        column(f"{step.column}_seconds", FLOAT, f"this trial's time to get its {name}: building, waiting or looking it up"),
+    ]
+
+
+def artifact_columns(step: Step, artifact: Artifact) -> dict[str, Any]:
+    values = (artifact.cache_hit, artifact.key, artifact.build_seconds, artifact.seconds)
+    return {field.name: value for field, value in zip(artifact_fields(step), values)}
 
 
 TRIAL_FIELDS: list[pa.Field] = [
@@ -76,18 +94,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("teacher_latency_ms", FLOAT, "median batch-1 forward time of the task teacher, in the same process"),
     column("speedup", FLOAT, "student throughput / teacher throughput at batch size 32"),
     # artifacts and cost
-    column("task_teacher_cache_hit", BOOL, "the task teacher was built before (or by another trial) and reused"),
-    column("vocab_cache_hit", BOOL, "the vocabulary was built before (or by another trial) and reused"),
-    column("phase1_cache_hit", BOOL, "the phase-1 student was built before (or by another trial) and reused"),
-    column("task_teacher_key", STRING, "content key of the task teacher: <storage>/artifacts/task_teacher/<key>"),
-    column("vocab_key", STRING, "content key of the vocabulary: <storage>/artifacts/vocabulary/<key>"),
-    column("phase1_key", STRING, "content key of the phase-1 student: <storage>/artifacts/phase1_student/<key>"),
-    column("task_teacher_build_seconds", FLOAT, "what building the task teacher cost its builder (this or another trial)"),
-    column("vocab_build_seconds", FLOAT, "what building the vocabulary cost its builder (this or another trial)"),
-    column("phase1_build_seconds", FLOAT, "what building the phase-1 student cost its builder (this or another trial)"),
-    column("task_teacher_seconds", FLOAT, "this trial's time to get its task teacher: building, waiting or looking it up"),
-    column("vocab_seconds", FLOAT, "this trial's time to get its vocabulary: building, waiting or looking it up"),
-    column("phase1_seconds", FLOAT, "this trial's time to get its phase-1 student: building, waiting or looking it up"),
+    *(field for step in SHARED_STEPS for field in artifact_fields(step)),
     column("phase2_seconds", FLOAT, "wall time of this trial's phase 2"),
     column("trial_seconds", FLOAT, "wall time of the whole trial"),
     column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),

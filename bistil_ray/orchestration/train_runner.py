@@ -27,7 +27,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.hooks import LocalHooks, TrainHooks
 from bistil_ray.orchestration.failures import (
     DeterministicFailure,
     is_deterministic,
@@ -220,3 +220,12 @@ def run_task(function: Callable[..., Any], *args: Any, group: WorkerGroup) -> An
         scheduling_strategy="DEFAULT",
     )
     return ray.get(task.remote(function, *args))
+
+
+def _untrained(step: TrainStep, out_dir: Path) -> dict[str, Any]:
+    return step(out_dir, LocalHooks())
+
+
+def run_untrained(step: TrainStep, out_dir: Path, *, group: WorkerGroup) -> dict[str, Any]:
+    """A step without a training loop (no checkpoints, one process) in a Ray task."""
+    return run_task(_untrained, step, Path(out_dir), group=group)

@@ -21,14 +21,35 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 from filelock import FileLock
 
 from bistil_ray.atomic import atomic_directory, remove_dead_staging
+from bistil_ray.config import expand_user
+from bistil_ray.errors import UserInputError
 
 # Part of every key: bump it when a change to a step alters what it builds from the same inputs.
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2
 MANIFEST = "bistil_artifact.json"
+ARTIFACTS = "artifacts"  # the store's folder under a --storage, for runs and sweeps alike
+
+
+def storage_root(value: str) -> Path:
+    """`--storage` as an absolute local path; `file://` URIs are accepted."""
+    parsed = urlparse(value)
+    if parsed.scheme == "file":
+        return Path(parsed.path).resolve()
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise UserInputError(
+            f"--storage {value}: only local paths and file:// URIs are supported; mount remote storage "
+            "(NFS, s3fs, gcsfuse) on every node and pass the mount point"
+        )
+    return expand_user(value, f"--storage {value}").resolve()
+
+
+def store_under(storage: Path) -> "ArtifactStore":
+    return ArtifactStore(Path(storage) / ARTIFACTS)
 
 
 def artifact_key(inputs: dict[str, Any]) -> str:
@@ -54,6 +75,11 @@ class ArtifactStore:
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
+
+    def local_checkpoint(self, kind: str, key: str) -> Path:
+        """Where a single run keeps the checkpoint of an artifact it is building (sweeps keep Ray
+        Train's, under `.train`)."""
+        return self.root / ".local" / f"{kind}-{key}"
 
     def find(self, kind: str, key: str) -> Path | None:
         path = self.path(kind, key)

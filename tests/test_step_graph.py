@@ -1,0 +1,122 @@
+"""One step graph for single runs and sweeps: one store, one key per step, one pipeline interface.
+
+A tiny pair built by `run --storage S` is reused by a sweep on `S` (cache hits in trials.parquet);
+an edited phase-1 text file is rebuilt by both. The real pipeline and the tests' fake both satisfy
+`steps.Pipeline`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from sweep_fakes import fake_pipeline
+from tiny_task import GERMAN, TOPICS, files_task, tiny_teacher
+
+from bistil_ray.config import RunConfig
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.plan import dimensions_behind
+from bistil_ray.orchestration.sweep_config import SweepConfig
+from bistil_ray.steps import PHASE1_STUDENT, PHASE2_STUDENT, SHARED_STEPS, STEPS, TASK_TEACHER, VOCABULARY, Pipeline
+
+TINY = {
+    "source_lang": "en",
+    "task_teacher": {"steps": 4, "eval_every": 4, "batch_size": 8, "lr": 1e-3},
+    "vocabulary": {"word_frequencies": False},
+    "student": {"layers": 2},
+    "phase1": {"steps": 2, "eval_every": 2, "batch_size": 8, "validation_sentences": 8},
+    "phase2": {"full_steps": 2, "sparse_steps": 2, "eval_every": 2, "batch_size": 8, "lr": 1e-3},
+}
+SWEEP_ONLY = {
+    "target_langs": ["de"],
+    "trials_per_pair": 1,
+    "resources": {"workers_per_trial": 1, "concurrent_trials": 1, "report_poll_interval_s": 0.2},
+}
+
+
+def protocol_mismatches(implementation: object) -> list[str]:
+    """What in `implementation` does not fit `Pipeline`: a missing function, or parameters that differ
+    (extra parameters are allowed where they have defaults)."""
+    problems = []
+    for name, method in inspect.getmembers(Pipeline, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        function = getattr(implementation, name, None)
+        if not callable(function):
+            problems.append(f"{name}: missing")
+            continue
+        wanted = list(inspect.signature(method).parameters)[1:]  # without self
+        given = inspect.signature(function).parameters
+        names = list(given)
+        extra = [parameter for parameter in names[len(wanted):] if given[parameter].default is inspect.Parameter.empty]
+        if names[: len(wanted)] != wanted or extra:
+            problems.append(f"{name}{tuple(names)}: expected {tuple(wanted)}")
+    return problems
+
+
+def test_the_real_pipeline_and_the_tests_fake_satisfy_the_pipeline_interface():
+    from bistil_ray import pipeline
+
+    assert protocol_mismatches(pipeline) == []
+    assert protocol_mismatches(fake_pipeline()) == []
+
+    def evaluate_student(run, student_dir):
+        return {}
+
+    broken = fake_pipeline()
+    broken.evaluate_student = evaluate_student
+    del broken.build_vocabulary
+    assert protocol_mismatches(broken) == [
+        "build_vocabulary: missing",
+        "evaluate_student('run', 'student_dir'): expected ('inputs', 'student_dir', 'task_teacher_dir')",
+    ]
+
+
+def test_the_graph_says_which_searched_settings_each_step_depends_on():
+    assert [step.kind for step in SHARED_STEPS] == ["task_teacher", "vocabulary", "phase1_student"]
+    assert all(STEPS[kind] in SHARED_STEPS for kind in PHASE1_STUDENT.upstream)
+    assert dimensions_behind(TASK_TEACHER) == ("teacher_method",)
+    assert dimensions_behind(VOCABULARY) == ("vocab_threshold",)
+    assert set(dimensions_behind(PHASE1_STUDENT)) == {"student_layers", "phase1_lr", "vocab_threshold"}
+    assert {"density", "lr", "teacher_method", "student_layers"} <= set(dimensions_behind(PHASE2_STUDENT))
+    run = RunConfig.model_validate({**TINY, "target_lang": "de"})
+    assert [STEPS[kind].training_steps(run) for kind in STEPS] == [4, None, 2, 4]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_a_run_and_a_sweep_on_one_storage_share_every_artifact_and_rebuild_an_edited_corpus(tmp_path, cluster):
+    from bistil_ray.orchestration.driver import run_sweep
+    from bistil_ray.run import run
+
+    settings = {
+        **TINY,
+        **files_task(tmp_path / "files"),
+        "teacher": str(tiny_teacher(tmp_path / "teacher", sum(TOPICS.values(), list(GERMAN.values())))),
+    }
+    storage = tmp_path / "storage"
+
+    def single_run() -> dict:
+        config = RunConfig.model_validate({**settings, "target_lang": "de", "output_dir": str(tmp_path / "runs")})
+        return run(config, storage)
+
+    def sweep(name: str) -> dict:
+        config = SweepConfig.model_validate({**settings, **SWEEP_ONLY, "name": name})
+        [row] = run_sweep(config, SweepPaths(storage, name), resume=False, address=cluster.address, live=False)
+        assert row["status"] == "ok", row["error"]
+        return row
+
+    built = single_run()
+    reused = sweep("after-run")
+    assert [reused[f"{step.column}_cache_hit"] for step in SHARED_STEPS] == [True, True, True]
+    assert [reused[f"{step.column}_key"] for step in SHARED_STEPS] == [built[f"{step.column}_key"] for step in SHARED_STEPS]
+
+    german_text = Path(settings["corpora"]["de"]["file"])
+    german_text.write_text(german_text.read_text() + "\nbrot suppe apfel tor")
+    edited = sweep("after-edit")
+    assert [edited[f"{step.column}_cache_hit"] for step in SHARED_STEPS] == [True, False, False]
+    rebuilt = single_run()
+    assert [rebuilt[f"{step.column}_key"] for step in SHARED_STEPS] == [edited[f"{step.column}_key"] for step in SHARED_STEPS]
+    assert rebuilt["phase2_key"] != built["phase2_key"]
+    assert rebuilt["vocab_key"] != built["vocab_key"]
