@@ -10,6 +10,7 @@ writes `out_dir`, an empty directory that the caller publishes atomically afterw
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from bistil_ray.method.phase1 import BilingualText, phase1_weights, train_phase1
 from bistil_ray.method.phase2 import phase2_weights, train_phase2
 from bistil_ray.method.student import LayerMap, build_student
 from bistil_ray.method.task_teacher import train_task_teacher
-from bistil_ray.method.training import is_main_process
+from bistil_ray.method.training import compute_dtype, is_main_process, training_device
 from bistil_ray.method.vocabulary import BilingualVocabulary, build_bilingual_vocabulary, trim_embeddings
 
 PROJECTION_FILE = "bistil_projection.safetensors"
@@ -285,50 +286,77 @@ def run_phase2(
     return metrics
 
 
-def evaluate_student(inputs: Inputs, student_dir: Path, task_teacher_dir: Path, *, efficiency: bool = True) -> dict:
-    """Scores of student and task teacher on source validation, target validation (where the task has
-    it) and the target test set, and their size and speed measured side by side in this process."""
+def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) -> dict:
+    """The task teacher's scores on the pair's evaluation sets, on this process's device, in float32:
+    the same for every student of the pair, so computed once (an artifact) and reused."""
     task, fields = inputs.task, inputs.task.text_fields
-    student, student_tokenizer = load_exported(student_dir)
+    device = training_device()
     teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
-    teacher_tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
+    tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
+
+    def accuracy(dataset) -> float:
+        return evaluate_classifier(teacher, tokenizer, dataset, fields, task.num_labels, device=device)["accuracy"]
+
+    scores = {
+        "teacher_source_score": accuracy(task.source_validation),
+        "teacher_target_score": accuracy(inputs.target_test),
+        "teacher_target_validation_score": accuracy(inputs.target_validation) if inputs.target_validation is not None else None,
+        "teacher_params": count_parameters(teacher),
+        "teacher_scored_on": device.type,
+    }
+    (Path(out_dir) / "teacher_scores.json").write_text(json.dumps(scores, indent=1))
+    return scores
+
+
+def evaluate_student(
+    inputs: Inputs, student_dir: Path, task_teacher_dir: Path, teacher_scores: dict, *, efficiency: bool = True
+) -> dict:
+    """The student's scores on source validation, target validation (where the task has it) and the
+    target test set, on this process's device (a trial's GPU, in phase 2's precision), beside the task
+    teacher's `teacher_scores`; and the size and speed of both, measured side by side in this process:
+    on the CPU (the deployment figure), and on the GPU as well where this process holds one."""
+    task, fields = inputs.task, inputs.task.text_fields
+    device = training_device()
+    dtype = compute_dtype(device, inputs.run.phase2.precision)
+    student, student_tokenizer = load_exported(student_dir)
     target_test = inputs.target_test
 
-    def scores(model, tokenizer, dataset):
-        return evaluate_classifier(model, tokenizer, dataset, fields, task.num_labels)
+    def scores(dataset):
+        return evaluate_classifier(student, student_tokenizer, dataset, fields, task.num_labels, device=device, dtype=dtype)
 
-    student_source = scores(student, student_tokenizer, task.source_validation)
-    student_target = scores(student, student_tokenizer, target_test)
-    teacher_target = scores(teacher, teacher_tokenizer, target_test)
+    student_target = scores(target_test)
     result = {
         "metric": "accuracy",
-        "source_score": student_source["accuracy"],
+        "source_score": scores(task.source_validation)["accuracy"],
         "target_score": student_target["accuracy"],
         "target_macro_f1": student_target["macro_f1"],
-        "teacher_target_score": teacher_target["accuracy"],
-        "teacher_source_score": scores(teacher, teacher_tokenizer, task.source_validation)["accuracy"],
-        "retention": student_target["accuracy"] / max(teacher_target["accuracy"], 1e-12),
-        "target_validation_score": None,
-        "teacher_target_validation_score": None,
+        "target_validation_score": scores(inputs.target_validation)["accuracy"] if inputs.target_validation is not None else None,
+        **teacher_scores,
+        "retention": student_target["accuracy"] / max(teacher_scores["teacher_target_score"], 1e-12),
         "vocab_size": len(student_tokenizer),
         "student_layers": student.config.num_hidden_layers,
         "student_params": count_parameters(student),
-        "teacher_params": count_parameters(teacher),
+        "scored_on": device.type,
+        "score_dtype": str(dtype).removeprefix("torch."),
     }
-    if inputs.target_validation is not None:
-        result["target_validation_score"] = scores(student, student_tokenizer, inputs.target_validation)["accuracy"]
-        result["teacher_target_validation_score"] = scores(teacher, teacher_tokenizer, inputs.target_validation)["accuracy"]
     if efficiency:
+        teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
+        models = {"teacher": (teacher, AutoTokenizer.from_pretrained(task_teacher_dir)), "student": (student, student_tokenizer)}
         texts = list(target_test[fields[0]])[:256]
-        measured = measure_efficiency({"teacher": (teacher, teacher_tokenizer), "student": (student, student_tokenizer)}, texts)
-        result.update(
-            student_bytes=directory_bytes(student_dir),
-            student_latency_ms=measured["student"].latency_ms_batch1,
-            teacher_latency_ms=measured["teacher"].latency_ms_batch1,
-            student_throughput=measured["student"].throughput_batch32,
-            teacher_throughput=measured["teacher"].throughput_batch32,
-            speedup=measured["student"].throughput_batch32 / measured["teacher"].throughput_batch32,
-            latency_speedup=measured["teacher"].latency_ms_batch1 / measured["student"].latency_ms_batch1,
-        )
+        result["student_bytes"] = directory_bytes(student_dir)
+        result.update(efficiency_columns(measure_efficiency(models, texts, device="cpu")))
+        if device.type == "cuda":
+            result.update(efficiency_columns(measure_efficiency(models, texts, device=device), prefix="gpu_"))
     return result
 
+
+def efficiency_columns(measured: dict, prefix: str = "") -> dict:
+    student, teacher = measured["student"], measured["teacher"]
+    return {
+        f"{prefix}student_latency_ms": student.latency_ms_batch1,
+        f"{prefix}teacher_latency_ms": teacher.latency_ms_batch1,
+        f"{prefix}student_throughput": student.throughput_batch32,
+        f"{prefix}teacher_throughput": teacher.throughput_batch32,
+        f"{prefix}speedup": student.throughput_batch32 / teacher.throughput_batch32,
+        f"{prefix}latency_speedup": teacher.latency_ms_batch1 / student.latency_ms_batch1,
+    }

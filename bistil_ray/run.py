@@ -51,6 +51,7 @@ class LocalGraph:
     store: ArtifactStore
     keys: dict[str, str] = field(default_factory=dict)  # kind -> key of each step built so far
     paths: dict[str, Path] = field(default_factory=dict)  # kind -> its directory
+    metrics: dict[str, dict] = field(default_factory=dict)  # kind -> what its build measured
 
     def key_inputs(self, step: Step) -> dict:
         return step_inputs(step, self.inputs.run, self.prints, self.keys)
@@ -66,7 +67,7 @@ class LocalGraph:
         artifact = self.store.get_or_build(step.kind, key_inputs, lambda out: self.build(step, out, checkpoint))
         if checkpoint is not None:
             shutil.rmtree(checkpoint, ignore_errors=True)
-        self.keys[step.kind], self.paths[step.kind] = artifact.key, artifact.path
+        self.keys[step.kind], self.paths[step.kind], self.metrics[step.kind] = artifact.key, artifact.path, artifact.metrics
         if artifact.cache_hit:
             log(f"{step.kind}: reusing {artifact.path}")
         else:
@@ -102,7 +103,7 @@ def run(config: RunConfig, storage: Path | None = None) -> dict:
     root = config.output_dir or Path("runs") / config.task.name
     out = root / f"{config.source_lang}-{config.target_lang}"
     inputs = pipeline.resolve_inputs(config)
-    prints = Fingerprints.of(config, [config.source_lang, config.target_lang])
+    prints = Fingerprints.of(config, [config.target_lang])
     graph = LocalGraph(pipeline, inputs, prints, store_under(storage or root))
     log(
         f"{config.source_lang}-{config.target_lang}: {len(inputs.source_text)} / {len(inputs.target_text)} "
@@ -110,7 +111,7 @@ def run(config: RunConfig, storage: Path | None = None) -> dict:
     )
     built = {step.kind: graph.shared(step) for step in SHARED_STEPS}
     phase2 = graph.student(out / "student")
-    result = pipeline.evaluate_student(inputs, out / "student", graph.paths["task_teacher"])
+    result = pipeline.evaluate_student(inputs, out / "student", graph.paths["task_teacher"], graph.metrics["teacher_scores"])
     result.update(
         source_lang=config.source_lang,
         target_lang=config.target_lang,

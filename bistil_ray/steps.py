@@ -1,12 +1,13 @@
 """The steps of one language pair, as a graph: what each step builds, from what, and under which key.
 
-    task_teacher ─────────────────────┐
-    vocabulary ─► phase1_student ─────┴─► phase2_student ─► evaluate_student
+    task_teacher ─┬────────────────────────► teacher_scores ────┐
+                  └──────────────────┐                          ▼
+    vocabulary ─► phase1_student ─► phase2_student ─► evaluate_student
 
 A step's key is a hash of the run settings it reads (its config `sections`), the content
 fingerprints of the files it reads (teacher weights, task data, phase-1 text) and the keys of the
-steps it is built from. The three steps shared between pairs and trials are artifacts in one
-`ArtifactStore`; the phase-2 student is each run's (or trial's) own. `bistil_ray.run` executes the
+steps it is built from. The steps shared between pairs and trials (`SHARED_STEPS`) are artifacts in
+one `ArtifactStore`; the phase-2 student and its evaluation are each run's (or trial's) own. `bistil_ray.run` executes the
 graph in one process; a sweep trial executes the same graph on Ray (`orchestration/trial.py`).
 Both key with `step_inputs`, so a single run and a sweep on the same storage find each other's
 artifacts, and an edited corpus file gives new keys in both. No Ray here.
@@ -14,7 +15,7 @@ artifacts, and an edited corpus file gives new keys in both. No Ray here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
@@ -53,7 +54,9 @@ class Pipeline(Protocol):
         out_dir: Path, hooks: TrainHooks,
     ) -> dict: ...  # fmt: skip
 
-    def evaluate_student(self, inputs: Inputs, student_dir: Path, task_teacher_dir: Path) -> dict: ...
+    def score_task_teacher(self, inputs: Inputs, task_teacher_dir: Path, out_dir: Path) -> dict: ...
+
+    def evaluate_student(self, inputs: Inputs, student_dir: Path, task_teacher_dir: Path, teacher_scores: dict) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -61,21 +64,24 @@ class Fingerprints:
     """Content hashes of the files a run reads, computed once per run or sweep, part of step keys."""
 
     teacher: str
-    task: str
+    task: str  # the source task's data
     corpora: dict[str, str]  # language -> fingerprint of its phase-1 text
+    targets: dict[str, str] = field(default_factory=dict)  # target language -> its evaluation data
 
     @classmethod
-    def of(cls, config: RunConfig, languages: Iterable[str]) -> "Fingerprints":
+    def of(cls, config: RunConfig, target_langs: Iterable[str]) -> "Fingerprints":
         """`config`: a run or a sweep configuration (both have teacher, task, corpora, source_lang)."""
         # Imported here: they bring transformers and datasets, which keying needs only for this.
         from bistil_ray.assets.teachers import teacher_fingerprint
         from bistil_ray.data.corpora import fingerprint_corpus
-        from bistil_ray.data.tasks import fingerprint_task
+        from bistil_ray.data.tasks import fingerprint_target, fingerprint_task
 
+        targets = list(target_langs)
         return cls(
             teacher=teacher_fingerprint(config.teacher, trust_remote_code=config.trust_remote_code),
             task=fingerprint_task(config.task, config.source_lang),
-            corpora={lang: fingerprint_corpus(config.task, config.corpora, lang) for lang in languages},
+            corpora={lang: fingerprint_corpus(config.task, config.corpora, lang) for lang in [config.source_lang, *targets]},
+            targets={lang: fingerprint_target(config.task, config.source_lang, lang) for lang in targets},
         )
 
 
@@ -89,7 +95,8 @@ class Step:
     column: str  # prefix of its columns in trials.parquet: <column>_key, <column>_cache_hit, ...
     sections: tuple[str, ...]  # the RunConfig sections whose settings are part of the key
     languages: tuple[str, ...]  # "source", "target": the pair's sides it is for
-    reads: tuple[str, ...]  # "task" (the source task's data), "corpora" (its languages' phase-1 text)
+    reads: tuple[str, ...]  # "task" (the source task's data), "corpora" (its languages' phase-1 text),
+    # "target_data" (the target language's test and validation sets)
     upstream: tuple[str, ...]  # kinds of the steps it is built from; their keys are part of its key
     trains: bool  # a training loop: checkpoints, resumes, runs on data-parallel workers
     build: Build
@@ -115,6 +122,10 @@ def _build_phase1_student(pipeline: Pipeline, inputs: Inputs, upstream: dict[str
     return pipeline.build_phase1_student(inputs, upstream["vocabulary"], run.student, run.phase1, out_dir, hooks)
 
 
+def _score_task_teacher(pipeline: Pipeline, inputs: Inputs, upstream: dict[str, Path], out_dir: Path, hooks: TrainHooks) -> dict:
+    return pipeline.score_task_teacher(inputs, upstream["task_teacher"], out_dir)
+
+
 def _build_phase2_student(pipeline: Pipeline, inputs: Inputs, upstream: dict[str, Path], out_dir: Path, hooks: TrainHooks) -> dict:
     return pipeline.run_phase2(
         inputs, upstream["phase1_student"], upstream["task_teacher"], upstream["vocabulary"], inputs.run.phase2, out_dir, hooks
@@ -127,11 +138,16 @@ VOCABULARY = Step("vocabulary", "vocabulary", "vocab", ("vocabulary",), PAIR, ("
 PHASE1_STUDENT = Step(
     "phase1_student", "phase 1", "phase1", ("student", "phase1"), PAIR, ("corpora",), ("vocabulary",), True, _build_phase1_student
 )
+TEACHER_SCORES = Step(
+    "teacher_scores", "teacher scores", "teacher_scores", (), PAIR, ("task", "target_data"), ("task_teacher",), False,
+    _score_task_teacher,
+)  # fmt: skip
 PHASE2_STUDENT = Step(
     "phase2_student", "phase 2", "phase2", ("phase2",), PAIR, ("task", "corpora"), ("task_teacher", "vocabulary", "phase1_student"),
     True, _build_phase2_student,
 )  # fmt: skip
-SHARED_STEPS: tuple[Step, ...] = (TASK_TEACHER, VOCABULARY, PHASE1_STUDENT)  # artifacts in the store, in build order
+# Artifacts in the store, in build order: shared by every trial, pair, sweep and run that needs them.
+SHARED_STEPS: tuple[Step, ...] = (TASK_TEACHER, VOCABULARY, PHASE1_STUDENT, TEACHER_SCORES)
 STEPS: dict[str, Step] = {step.kind: step for step in (*SHARED_STEPS, PHASE2_STUDENT)}
 
 
@@ -148,6 +164,8 @@ def step_inputs(step: Step, run: RunConfig, prints: Fingerprints, upstream_keys:
         inputs["task"] = prints.task
     if "corpora" in step.reads:
         inputs["corpora"] = [prints.corpora[lang] for lang in languages]
+    if "target_data" in step.reads:
+        inputs["target_data"] = prints.targets[run.target_lang]
     if step is VOCABULARY and run.vocabulary.word_frequencies:
         inputs["word_lists"] = word_lists_fingerprint()
     return inputs

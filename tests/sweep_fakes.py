@@ -53,7 +53,11 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         log("phase2", inputs)
         return train(out_dir, hooks, 3, {})
 
-    def evaluate_student(inputs, student_dir, task_teacher_dir) -> dict:
+    def score_task_teacher(inputs, task_teacher_dir, out_dir: Path) -> dict:
+        log("teacher_scores", inputs)
+        return {"teacher_target_score": 0.85, "teacher_source_score": 0.9, "teacher_params": 4_000_000}
+
+    def evaluate_student(inputs, student_dir, task_teacher_dir, teacher_scores) -> dict:
         log("evaluation", inputs)
         run = inputs.run
         score = 0.9 - abs(run.phase2.density - 0.1)
@@ -61,12 +65,11 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
             "metric": "accuracy",
             "source_score": score,
             "target_score": score - 0.1,
-            "teacher_target_score": 0.85,
-            "retention": (score - 0.1) / 0.85,
+            **teacher_scores,
+            "retention": (score - 0.1) / teacher_scores["teacher_target_score"],
             "vocab_size": 1000,
             "student_layers": run.student.layers,
             "student_params": 1_000_000,
-            "teacher_params": 4_000_000,
             "student_bytes": 4_000_000,
             "student_latency_ms": 1.0 + run.phase2.density,
             "teacher_latency_ms": 4.0,
@@ -79,6 +82,7 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         build_vocabulary=build_vocabulary,
         build_phase1_student=build_phase1_student,
         run_phase2=run_phase2,
+        score_task_teacher=score_task_teacher,
         evaluate_student=evaluate_student,
     )
 

@@ -42,13 +42,13 @@ def injecting_pipeline(attempts_log, markers):
             raise MemoryError("out of memory")
         return phase2(inputs, phase1_dir, task_teacher_dir, vocab_dir, config, out_dir, hooks)
 
-    def evaluate_student(inputs, student_dir, task_teacher_dir):
+    def evaluate_student(inputs, student_dir, task_teacher_dir, teacher_scores):
         run = inputs.run
         with open(attempts_log, "a") as handle:
             handle.write(f"evaluation {run.target_lang}\n")
         if run.target_lang == "de":
             return {}["target_score"]
-        return evaluate(inputs, student_dir, task_teacher_dir)
+        return evaluate(inputs, student_dir, task_teacher_dir, teacher_scores)
 
     pipeline.run_phase2, pipeline.evaluate_student = run_phase2, evaluate_student
     return pipeline

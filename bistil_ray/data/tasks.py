@@ -76,6 +76,30 @@ def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
     return stable_digest({"task": identity, "source_lang": source_lang})
 
 
+def fingerprint_target(spec: TaskSpec, source_lang: str, target_lang: str) -> str:
+    """A short hash of the target language's evaluation data (test and validation sets), with the
+    source data's: what the task teacher's scores on the pair depend on besides the teacher."""
+    if spec.builtin is not None:
+        identity: dict[str, Any] = {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
+    elif spec.hub is not None:
+        hub = spec.hub
+        identity = {
+            "hub": hub.path,
+            "config": language_config(hub.config, target_lang),
+            "revision": hub.revision,
+            "splits": [hub.test_split, hub.target_validation_split],
+            "columns": [*hub.text_fields, hub.label_field],
+        }
+    else:
+        files = spec.files
+        validation = files.target_validation.get(target_lang)
+        identity = {
+            "files": [file_digest(files.test[target_lang]), file_digest(validation) if validation else None],
+            "columns": [*files.text_fields, files.label_field],
+        }
+    return stable_digest({"target": identity, "lang": target_lang, "source": fingerprint_task(spec, source_lang)})
+
+
 def stable_digest(value: Any) -> str:
     """A short hash of JSON-able `value`, stable across processes and machines."""
     payload = json.dumps({"format": DATA_FORMAT_VERSION, "value": value}, sort_keys=True, default=str)

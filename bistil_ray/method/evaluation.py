@@ -22,6 +22,7 @@ from datasets import Dataset
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from bistil_ray.errors import UserInputError
+from bistil_ray.method.training import autocast
 
 THROUGHPUT_BATCH_SIZE = 32
 THROUGHPUT_SAMPLE_SIZE = 256
@@ -100,8 +101,9 @@ def predict(
     batch_size: int = 64,
     max_length: int = 128,
     device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
-    """Predicted label ids in dataset order.
+    """Predicted label ids in dataset order, computed on `device` (matrix products in `dtype`).
 
     Examples are batched longest first so each batch pads to nearly its own length, then the
     predictions are put back in the original order.
@@ -113,7 +115,7 @@ def predict(
     order = np.argsort(-lengths, kind="stable")
     predictions = np.empty(len(dataset), dtype=np.int64)
     model.to(device)
-    with evaluation_mode(model):
+    with evaluation_mode(model), autocast(torch.device(device), dtype):
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             batch = tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in indices], return_tensors="pt")

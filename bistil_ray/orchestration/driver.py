@@ -47,7 +47,7 @@ def run_sweep(
     started = time.time()  # the sweep's wall time includes fingerprinting and starting Ray
     sweep = sweep.with_absolute_paths()
     check_storage(sweep, paths, resume)
-    fingerprints = Fingerprints.of(sweep, [sweep.source_lang, *sweep.target_langs])
+    fingerprints = Fingerprints.of(sweep, sweep.target_langs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:

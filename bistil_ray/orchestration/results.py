@@ -47,6 +47,18 @@ def artifact_columns(step: Step, artifact: Artifact) -> dict[str, Any]:
     return {field.name: value for field, value in zip(artifact_fields(step), values)}
 
 
+def efficiency_fields(prefix: str, where: str) -> list[pa.Field]:
+    """Speed of student and teacher, measured side by side in one process, `where`."""
+    return [
+        column(f"{prefix}student_latency_ms", FLOAT, f"median batch-1 forward time of the student, {where}"),
+        column(f"{prefix}teacher_latency_ms", FLOAT, f"median batch-1 forward time of the task teacher, {where}"),
+        column(f"{prefix}student_throughput", FLOAT, f"sequences per second of the student at batch size 32, {where}"),
+        column(f"{prefix}teacher_throughput", FLOAT, f"sequences per second of the task teacher at batch size 32, {where}"),
+        column(f"{prefix}speedup", FLOAT, f"student throughput / teacher throughput at batch size 32, {where}"),
+        column(f"{prefix}latency_speedup", FLOAT, f"teacher batch-1 latency / student batch-1 latency, {where}"),
+    ]
+
+
 TRIAL_FIELDS: list[pa.Field] = [
     column("sweep", STRING, "the sweep's name (its folder under --storage)"),
     column("trial_id", STRING, "Ray Tune's trial id; the student is in students/<trial_id>"),
@@ -77,7 +89,9 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("objective_score", FLOAT, "what Optuna maximised: the student's objective.score (a validation score)"),
     column("target_score", FLOAT, "the student's score on the target-language test set (zero-shot, never searched on)"),
     column("source_score", FLOAT, "the student's score on the source-language validation set"),
+    column("target_macro_f1", FLOAT, "the student's macro-averaged F1 on the target-language test set"),
     column("teacher_target_score", FLOAT, "the task teacher's score on the same target-language test set"),
+    column("teacher_source_score", FLOAT, "the task teacher's score on the same source-language validation set"),
     column(
         "target_validation_score",
         FLOAT,
@@ -90,9 +104,10 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("student_params", INT, "parameters of the student with its task head"),
     column("teacher_params", INT, "parameters of the task teacher"),
     column("student_bytes", INT, "bytes of the student's weights, config and tokenizer files"),
-    column("student_latency_ms", FLOAT, "median batch-1 forward time of the student, timed beside the teacher"),
-    column("teacher_latency_ms", FLOAT, "median batch-1 forward time of the task teacher, in the same process"),
-    column("speedup", FLOAT, "student throughput / teacher throughput at batch size 32"),
+    *efficiency_fields("", "on the CPU (the deployment figure)"),
+    *efficiency_fields("gpu_", "on the trial's GPU, where it has one"),
+    column("scored_on", STRING, "the device the student was scored on: cpu, or cuda in a GPU trial"),
+    column("score_dtype", STRING, "the dtype of the student's matrix products when scored (phase2.precision)"),
     # artifacts and cost
     *(field for step in SHARED_STEPS for field in artifact_fields(step)),
     column("phase2_seconds", FLOAT, "wall time of this trial's phase 2"),
@@ -101,6 +116,12 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),
     column("error", STRING, "the error's type and message in one line, when status is error"),
 ]
+# What a trial reports that is not a column, and why: every other key of its result is one.
+NOT_TABULATED = {
+    "phase2_step": "the scheduler's clock; phase2.full_steps + sparse_steps",
+    "completed": "status says it",
+    "teacher_scored_on": "the device of the teacher's scores: a property of the teacher_scores artifact",
+}
 TRIAL_COLUMNS: list[tuple[str, pa.DataType]] = [(field.name, field.type) for field in TRIAL_FIELDS]
 TRIALS_SCHEMA = pa.schema(TRIAL_FIELDS)
 SUMMARY_SCHEMA = TRIALS_SCHEMA.append(column("is_best", BOOL, "the pair's best ok trial by objective_score")).append(

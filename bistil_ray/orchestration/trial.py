@@ -42,9 +42,9 @@ FINAL_SCORE_KEYS = {"source_validation": "source_score", "target_validation": "t
 PHASE2_SCORE_KEYS = {"source_validation": "source_accuracy", "target_validation": "target_validation_accuracy"}
 
 
-def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, teacher_dir: Path) -> dict:
-    """The evaluation step, in a Ray task that holds a worker's resources."""
-    return pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir)
+def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, teacher_dir: Path, teacher_scores: dict) -> dict:
+    """The evaluation step, in a Ray task that holds a worker's resources (its GPU, if it has one)."""
+    return pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir, teacher_scores)
 
 
 def _for_scheduler(score_key: str, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +166,8 @@ def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) 
     student = trial.phase2_student(StepCall(pipeline, PHASE2_STUDENT, run, {kind: paths[kind] for kind in PHASE2_STUDENT.upstream}))
     phase2_seconds = time.perf_counter() - phase2_started
     trial.enter("evaluation")
-    evaluation = run_task(evaluate_on_worker, pipeline, run, student, paths["task_teacher"], group=group)
+    teacher_scores = artifacts["teacher_scores"].metrics
+    evaluation = run_task(evaluate_on_worker, pipeline, run, student, paths["task_teacher"], teacher_scores, group=group)
     objective_key = FINAL_SCORE_KEYS[sweep.objective.score]
     if evaluation.get(objective_key) is None:
         raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {objective_key}")
