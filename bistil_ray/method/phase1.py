@@ -7,7 +7,6 @@ Read `train_phase1` top to bottom: it is the whole procedure.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -21,21 +20,19 @@ from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import LossWeights, distillation_loss, forward_kwargs
 from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
+    Evaluation,
+    StepResult,
     ThroughputMeter,
+    TrainingLoop,
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    load_tensors,
-    load_training_state,
     make_optimizer,
     make_schedule,
     rank_and_world,
-    report_evaluation,
-    save_training_state,
     to_device,
     training_device,
     training_flops_per_token,
-    unwrap,
     wrap_for_data_parallel,
 )
 
@@ -152,8 +149,6 @@ def train_phase1(
     teacher.to(device).eval()
     model = wrap_for_data_parallel(student, device)
     model.train()
-    optimizer = make_optimizer(student.named_parameters(), config)
-    scheduler = make_schedule(optimizer, config.steps, config.warmup_ratio)
     pad_token_id = tokenizer.pad_token_id
     next_batch = bilingual_stream(text, config, pad_token_id)
     validation = fixed_batches(text.validation, config.batch_size, pad_token_id)
@@ -163,59 +158,25 @@ def train_phase1(
             torch.manual_seed(config.seed)
             validation = [prepare(batch) for batch in validation]
 
-    start_step, best_loss, best_weights = 0, math.inf, None
-    if hooks.resume_from is not None:
-        state = load_training_state(hooks.resume_from, optimizer, scheduler)
-        student.load_state_dict(load_tensors(hooks.resume_from, "student"))
-        best_weights = load_tensors(hooks.resume_from, "best")
-        start_step, best_loss = state["step"], state["best_loss"]
-        log(f"phase 1: resumed at step {start_step}")
+    def new_optimizer(steps: int):
+        optimizer = make_optimizer(student.named_parameters(), config)
+        return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
 
-    meter = ThroughputMeter(device, dtype)
-    metrics: dict[str, float] = {}
-    for step in range(start_step, config.steps):
+    def train_step(step: int) -> StepResult:
         batch = to_device(prepare(next_batch(step)), device)
         with autocast(device, dtype):
             loss, parts = distill_step_loss(model, teacher, batch, weights, layer_map, projection)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
         tokens = int(batch["attention_mask"].sum())
         width = batch["input_ids"].shape[1]
         teacher_flops = inference_flops_per_token(teacher, width) if weights.needs_hidden or weights.needs_attentions else 0
-        meter.add(tokens, tokens * (training_flops_per_token(student, width) + teacher_flops))
+        return StepResult(loss, parts, tokens, tokens * (training_flops_per_token(student, width) + teacher_flops))
 
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device, dtype)
-            if val_loss < best_loss:
-                best_loss = val_loss
-                best_weights = {key: value.detach().cpu().clone() for key, value in student.state_dict().items()}
-            metrics = {
-                "phase": "phase1",
-                "step": step + 1,
-                "loss": loss.item(),
-                **parts,
-                "val_loss": val_loss,
-                "best_val_loss": best_loss,
-                "lr": scheduler.get_last_lr()[0],
-                **meter.read(),
-            }
-            log(
-                f"phase 1 step {step + 1}/{config.steps}: loss {loss.item():.4f} val {val_loss:.4f} "
-                f"{metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
-            )
-            state = {"step": step + 1, "best_loss": best_loss}
-            report_evaluation(
-                hooks,
-                metrics,
-                lambda directory: save_training_state(
-                    directory, {"student": unwrap(model).state_dict(), "best": best_weights}, optimizer, scheduler, state
-                ),
-            )
+    def evaluate(step: int) -> Evaluation:
+        val_loss = validation_loss(model, teacher, validation, weights, layer_map, projection, device, dtype)
+        return Evaluation(val_loss, {"val_loss": val_loss, "lr": loop.scheduler.get_last_lr()[0]}, f"val {val_loss:.4f}")
 
-    if best_weights is not None:
-        student.load_state_dict(best_weights)
-    return metrics
+    loop = TrainingLoop(
+        "phase 1", "phase1", student, model, config.steps, config.eval_every, new_optimizer, hooks,
+        ThroughputMeter(device, dtype), "best_val_loss", minimise=True, log=log,
+    )  # fmt: skip
+    return loop.run(train_step, evaluate)

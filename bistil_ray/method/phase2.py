@@ -29,31 +29,24 @@ from bistil_ray.method.evaluation import classification_scores
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import LossWeights
 from bistil_ray.method.phase1 import distill_step_loss
-from bistil_ray.method.sparse_finetuning import (
-    SparseUpdate,
-    reset_to_initial,
-    select_lottery_ticket,
-    snapshot,
-    sparsifiable_parameters,
-)
+from bistil_ray.method.sparse_finetuning import sparsifiable_parameters
 from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
+    Evaluation,
+    LotteryTicketStages,
+    StepResult,
     ThroughputMeter,
+    TrainingLoop,
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    load_tensors,
-    load_training_state,
     make_optimizer,
     make_schedule,
     predict_batches,
     rank_and_world,
-    report_evaluation,
-    save_training_state,
     to_device,
     training_device,
     training_flops_per_token,
-    unwrap,
     wrap_for_data_parallel,
 )
 
@@ -99,7 +92,6 @@ def train_phase2(
     body = sparsifiable_parameters(student, freeze_layer_norm=config.freeze_layer_norm)
     network = wrap_for_data_parallel(student, device)
     network.train()
-    theta_0 = snapshot(body)
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
     target_ratio = config.target_text_ratio if target_text else 0.0
     if target_ratio > 0:
@@ -107,99 +99,36 @@ def train_phase2(
         unlabelled_weights = replace(weights, task=0.0)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
     target_validation_batches = fixed_batches(target_validation, 64, pad_token_id) if target_validation else None
-    total_steps = config.full_steps + config.sparse_steps
+    num_labels = student.config.num_labels
 
-    def new_stage_optimizer(steps: int):
+    def new_optimizer(steps: int):
         optimizer = make_optimizer(student.named_parameters(), config)
         return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
 
-    optimizer, scheduler = new_stage_optimizer(config.full_steps)
-    sparse: SparseUpdate | None = None
-    start_step, best_accuracy, best_weights = 0, -1.0, None
-
-    def begin_sparse_stage(masks: dict[str, torch.Tensor]):
-        nonlocal optimizer, scheduler, sparse
-        reset_to_initial(body, theta_0)
-        sparse = SparseUpdate(body, masks, theta_0)
-        optimizer, scheduler = new_stage_optimizer(config.sparse_steps)
-
-    if hooks.resume_from is not None:
-        if (hooks.resume_from / "masks.safetensors").exists():
-            begin_sparse_stage(load_tensors(hooks.resume_from, "masks"))
-        state = load_training_state(hooks.resume_from, optimizer, scheduler)
-        student.load_state_dict(load_tensors(hooks.resume_from, "student"))
-        if (hooks.resume_from / "best.safetensors").exists():
-            best_weights = load_tensors(hooks.resume_from, "best")
-        start_step, best_accuracy = state["step"], state["best_accuracy"]
-        log(f"phase 2: resumed at step {start_step}")
-
-    meter = ThroughputMeter(device, dtype)
-    metrics: dict[str, Any] = {}
-    for step in range(start_step, total_steps):
-        if step == config.full_steps:
-            masks = select_lottery_ticket(body, theta_0, config.density)
-            begin_sparse_stage(masks)
-            log(f"phase 2: lottery ticket of {sparse.kept_count():,} entries (density {config.density}); sparse stage")
-
+    def train_step(step: int) -> StepResult:
         if uses_target_text(step, target_ratio):
             batch, step_weights = to_device(target_batches.batch(step), device), unlabelled_weights
         else:
             batch, step_weights = to_device(batches.batch(step), device), weights
         with autocast(device, dtype):
             loss, parts = distill_step_loss(network, teacher, batch, step_weights, layer_map, projection)
-        loss.backward()
-        if sparse is not None:
-            sparse.mask_gradients()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if sparse is not None:
-            sparse.restore_frozen_entries()
-
         tokens = int(batch["attention_mask"].sum())
         width = batch["input_ids"].shape[1]
-        meter.add(tokens, tokens * (training_flops_per_token(student, width) + inference_flops_per_token(teacher, width)))
+        flops = tokens * (training_flops_per_token(student, width) + inference_flops_per_token(teacher, width))
+        return StepResult(loss, parts, tokens, flops)
 
-        stage_end = step + 1 in (config.full_steps, total_steps)
-        if (step + 1) % config.eval_every == 0 or stage_end:
-            predictions, labels = predict_batches(network, validation_batches, device, dtype)
-            scores = classification_scores(predictions, labels, student.config.num_labels)
-            target_scores = {}
-            if target_validation_batches is not None:
-                predictions, labels = predict_batches(network, target_validation_batches, device, dtype)
-                accuracy = classification_scores(predictions, labels, student.config.num_labels)["accuracy"]
-                target_scores = {"target_validation_accuracy": accuracy}
-            if sparse is not None and scores["accuracy"] > best_accuracy:
-                best_accuracy = scores["accuracy"]
-                best_weights = {key: value.detach().cpu().clone() for key, value in student.state_dict().items()}
-            metrics = {
-                "phase": "phase2",
-                "stage": "sparse" if sparse is not None else "full",
-                "step": step + 1,
-                "loss": loss.item(),
-                **parts,
-                "source_accuracy": scores["accuracy"],
-                "source_macro_f1": scores["macro_f1"],
-                "best_source_accuracy": best_accuracy,
-                **target_scores,
-                **meter.read(),
-            }
-            log(
-                f"phase 2 ({metrics['stage']}) step {step + 1}/{total_steps}: loss {loss.item():.4f} "
-                f"source acc {scores['accuracy']:.3f} {metrics['tokens_per_s']:.0f} tok/s"
-            )
-            state = {"step": step + 1, "best_accuracy": best_accuracy}
-            groups = {"student": unwrap(network).state_dict()}
-            if sparse is not None:
-                groups["masks"] = sparse.state_dict()
-                groups["best"] = best_weights
-            report_evaluation(
-                hooks,
-                metrics,
-                lambda directory: save_training_state(directory, groups, optimizer, scheduler, state),
-            )
+    def evaluate(step: int) -> Evaluation:
+        predictions, labels = predict_batches(network, validation_batches, device, dtype)
+        scores = classification_scores(predictions, labels, num_labels)
+        metrics = {"source_accuracy": scores["accuracy"], "source_macro_f1": scores["macro_f1"]}
+        if target_validation_batches is not None:
+            predictions, labels = predict_batches(network, target_validation_batches, device, dtype)
+            metrics["target_validation_accuracy"] = classification_scores(predictions, labels, num_labels)["accuracy"]
+        return Evaluation(scores["accuracy"], metrics, f"source acc {scores['accuracy']:.3f}")
 
-    if best_weights is not None:
-        student.load_state_dict(best_weights)
-    return metrics
+    loop = TrainingLoop(
+        "phase 2", "phase2", student, network, config.full_steps + config.sparse_steps, config.eval_every, new_optimizer,
+        hooks, ThroughputMeter(device, dtype), "best_source_accuracy",
+        stages=LotteryTicketStages(body, config.full_steps, config.density), log=log,
+    )  # fmt: skip
+    return loop.run(train_step, evaluate)

@@ -22,30 +22,23 @@ from bistil_ray.config import TaskTeacherConfig
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
 from bistil_ray.method.evaluation import classification_scores
 from bistil_ray.method.hooks import TrainHooks
-from bistil_ray.method.sparse_finetuning import (
-    SparseUpdate,
-    reset_to_initial,
-    select_lottery_ticket,
-    snapshot,
-    sparsifiable_parameters,
-)
+from bistil_ray.method.sparse_finetuning import sparsifiable_parameters
 from bistil_ray.method.training import (
+    Evaluation,
+    LotteryTicketStages,
+    StepResult,
     ThroughputMeter,
+    TrainingLoop,
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    load_tensors,
-    load_training_state,
     make_optimizer,
     make_schedule,
     predict_batches,
     rank_and_world,
-    report_evaluation,
-    save_training_state,
     to_device,
     training_device,
     training_flops_per_token,
-    unwrap,
     wrap_for_data_parallel,
 )
 
@@ -70,7 +63,6 @@ def train_task_teacher(
     if config.method == "frozen_body":
         for parameter in body.values():
             parameter.requires_grad_(False)
-    theta_0 = snapshot(body) if config.method == "lt_sft" else {}
     # A frozen encoder runs forward only: counting its backward would put MFU above 100%.
     flops_per_token = inference_flops_per_token if config.method == "frozen_body" else training_flops_per_token
     network = wrap_for_data_parallel(model, device)
@@ -78,85 +70,26 @@ def train_task_teacher(
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
 
-    def new_stage_optimizer(steps: int):
+    def new_optimizer(steps: int):
         optimizer = make_optimizer(model.named_parameters(), config)
         return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
 
-    optimizer, scheduler = new_stage_optimizer(config.dense_steps)
-    sparse: SparseUpdate | None = None
-
-    def begin_sparse_stage(masks: dict[str, torch.Tensor]):
-        nonlocal optimizer, scheduler, sparse
-        reset_to_initial(body, theta_0)
-        sparse = SparseUpdate(body, masks, theta_0)
-        optimizer, scheduler = new_stage_optimizer(config.steps - config.dense_steps)
-
-    start_step, best_accuracy, best_weights = 0, -1.0, None
-    if hooks.resume_from is not None:
-        if (hooks.resume_from / "masks.safetensors").exists():
-            begin_sparse_stage(load_tensors(hooks.resume_from, "masks"))
-        state = load_training_state(hooks.resume_from, optimizer, scheduler)
-        model.load_state_dict(load_tensors(hooks.resume_from, "model"))
-        if (hooks.resume_from / "best.safetensors").exists():
-            best_weights = load_tensors(hooks.resume_from, "best")
-        start_step, best_accuracy = state["step"], state["best_accuracy"]
-        log(f"task teacher: resumed at step {start_step}")
-
-    meter = ThroughputMeter(device, dtype)
-    metrics: dict[str, float] = {}
-    for step in range(start_step, config.steps):
-        if step == config.dense_steps:
-            begin_sparse_stage(select_lottery_ticket(body, theta_0, config.density))
-            log(f"task teacher: lottery ticket of {sparse.kept_count():,} entries (density {config.density}); sparse half")
+    def train_step(step: int) -> StepResult:
         batch = to_device(batches.batch(step), device)
         with autocast(device, dtype):
             loss = network(**batch).loss
-        loss.backward()
-        if sparse is not None:
-            sparse.mask_gradients()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if sparse is not None:
-            sparse.restore_frozen_entries()
         tokens = int(batch["attention_mask"].sum())
-        meter.add(tokens, tokens * flops_per_token(model, batch["input_ids"].shape[1]))
+        return StepResult(loss, {}, tokens, tokens * flops_per_token(model, batch["input_ids"].shape[1]))
 
-        stage_end = step + 1 in (config.dense_steps, config.steps)
-        if (step + 1) % config.eval_every == 0 or stage_end:
-            predictions, labels = predict_batches(network, validation_batches, device, dtype)
-            scores = classification_scores(predictions, labels, model.config.num_labels)
-            choosing = config.method != "lt_sft" or sparse is not None
-            if choosing and scores["accuracy"] > best_accuracy:
-                best_accuracy = scores["accuracy"]
-                best_weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-            metrics = {
-                "phase": "task_teacher",
-                "method": config.method,
-                "step": step + 1,
-                "loss": loss.item(),
-                "source_accuracy": scores["accuracy"],
-                "source_macro_f1": scores["macro_f1"],
-                "best_source_accuracy": best_accuracy,
-                **meter.read(),
-            }
-            log(
-                f"task teacher step {step + 1}/{config.steps}: loss {loss.item():.4f} "
-                f"source acc {scores['accuracy']:.3f} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
-            )
-            state = {"step": step + 1, "best_accuracy": best_accuracy}
-            groups = {"model": unwrap(network).state_dict()}
-            if best_weights is not None:
-                groups["best"] = best_weights
-            if sparse is not None:
-                groups["masks"] = sparse.state_dict()
-            report_evaluation(
-                hooks,
-                metrics,
-                lambda directory: save_training_state(directory, groups, optimizer, scheduler, state),
-            )
+    def evaluate(step: int) -> Evaluation:
+        predictions, labels = predict_batches(network, validation_batches, device, dtype)
+        scores = classification_scores(predictions, labels, model.config.num_labels)
+        metrics = {"method": config.method, "source_accuracy": scores["accuracy"], "source_macro_f1": scores["macro_f1"]}
+        return Evaluation(scores["accuracy"], metrics, f"source acc {scores['accuracy']:.3f}")
 
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
-    return metrics
+    stages = LotteryTicketStages(body, config.dense_steps, config.density) if config.method == "lt_sft" else None
+    loop = TrainingLoop(
+        "task teacher", "task_teacher", model, network, config.steps, config.eval_every, new_optimizer, hooks,
+        ThroughputMeter(device, dtype), "best_source_accuracy", stages=stages, log=log,
+    )  # fmt: skip
+    return loop.run(train_step, evaluate)

@@ -1,5 +1,7 @@
-"""What every training loop here shares: device and data-parallel set-up, optimiser and schedule,
-checkpoint state, throughput and model-FLOPs-utilisation accounting.
+"""What every training procedure here shares: device and data-parallel set-up, optimiser and
+schedule, checkpoint state, throughput and model-FLOPs-utilisation accounting, and `TrainingLoop`,
+the one loop (resume, update, evaluation cadence, best weights, checkpoint, report, LT-SFT's two
+stages) that the task teacher, phase 1 and phase 2 run with their own step and evaluation.
 
 Data parallelism is plain `torch.distributed`: when a process group exists (Ray Train's
 TorchTrainer, or torchrun, creates it) models are wrapped in DDP and batches are sharded by rank.
@@ -27,6 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bistil_ray.config import OptimConfig, Precision
 from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.sparse_finetuning import SparseUpdate, reset_to_initial, select_lottery_ticket, snapshot
 
 
 # --- processes and devices -------------------------------------------------------------------------
@@ -268,3 +271,138 @@ def predict_batches(
         labels.append(batch["labels"].cpu())
     model.train(was_training)
     return torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+
+
+# --- the loop every procedure runs -------------------------------------------------------------------
+
+
+@dataclass
+class StepResult:
+    """What one procedure's training step computed; the loop does the backward pass and the update."""
+
+    loss: torch.Tensor
+    parts: dict[str, float]  # the loss's terms, for the metrics
+    tokens: int  # non-padding tokens of the batch
+    flops: float  # model FLOPs of the step (forward and backward, teacher included)
+
+
+@dataclass
+class Evaluation:
+    score: float  # it chooses the best weights (higher is better unless the loop minimises)
+    metrics: dict[str, Any]
+    summary: str  # for the log line
+
+
+@dataclass
+class LotteryTicketStages:
+    """LT-SFT's two stages: dense steps, then, from the entries of `body` that moved most, a sparse
+    stage restarted from the initial weights (`method/sparse_finetuning`)."""
+
+    body: dict[str, torch.Tensor]
+    dense_steps: int
+    density: float
+
+
+@dataclass
+class TrainingLoop:
+    """Resume, the steps, the evaluation cadence, the best weights, the checkpoint and the report: the
+    skeleton the task teacher, phase 1 and phase 2 share, each with its own step and evaluation.
+
+    `model` is what is checkpointed and ends with the best weights; `network` the (data-parallel)
+    module that trains it. With `stages`, the best weights come from the sparse stage only."""
+
+    name: str
+    phase: str  # the metrics' "phase"
+    model: nn.Module
+    network: nn.Module
+    total_steps: int
+    eval_every: int
+    new_optimizer: Callable[[int], tuple[torch.optim.Optimizer, Any]]  # steps -> optimiser and schedule
+    hooks: TrainHooks
+    meter: ThroughputMeter
+    best_metric: str  # the metrics' name for the best score so far
+    minimise: bool = False  # the score is a loss
+    stages: LotteryTicketStages | None = None
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.sparse = None
+        self.theta_0 = snapshot(self.stages.body) if self.stages else {}
+        self.optimizer, self.scheduler = self.new_optimizer(self.stages.dense_steps if self.stages else self.total_steps)
+
+    @property
+    def stage(self) -> str:
+        return "sparse" if self.sparse is not None else "full"
+
+    def begin_sparse_stage(self, masks: dict[str, torch.Tensor]) -> None:
+        reset_to_initial(self.stages.body, self.theta_0)
+        self.sparse = SparseUpdate(self.stages.body, masks, self.theta_0)
+        self.optimizer, self.scheduler = self.new_optimizer(self.total_steps - self.stages.dense_steps)
+
+    def run(self, train_step: Callable[[int], StepResult], evaluate: Callable[[int], Evaluation]) -> dict[str, Any]:
+        start_step, best_score, best_weights = 0, math.inf if self.minimise else -math.inf, None
+        if self.hooks.resume_from is not None:
+            resume = self.hooks.resume_from
+            if (resume / "masks.safetensors").exists():
+                self.begin_sparse_stage(load_tensors(resume, "masks"))
+            state = load_training_state(resume, self.optimizer, self.scheduler)
+            self.model.load_state_dict(load_tensors(resume, "model"))
+            if (resume / "best.safetensors").exists():
+                best_weights = load_tensors(resume, "best")
+            start_step, best_score = state["step"], state["best_score"]
+            self.log(f"{self.name}: resumed at step {start_step}")
+
+        stage_ends = {self.total_steps} | ({self.stages.dense_steps} if self.stages else set())
+        metrics: dict[str, Any] = {}
+        for step in range(start_step, self.total_steps):
+            if self.stages and step == self.stages.dense_steps:
+                self.begin_sparse_stage(select_lottery_ticket(self.stages.body, self.theta_0, self.stages.density))
+                self.log(f"{self.name}: lottery ticket of {self.sparse.kept_count():,} entries (density {self.stages.density}); sparse stage")
+            result = train_step(step)
+            result.loss.backward()
+            if self.sparse is not None:
+                self.sparse.mask_gradients()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.sparse is not None:
+                self.sparse.restore_frozen_entries()
+            self.meter.add(result.tokens, result.flops)
+
+            if (step + 1) % self.eval_every != 0 and step + 1 not in stage_ends:
+                continue
+            evaluation = evaluate(step)
+            choosing = self.stages is None or self.sparse is not None
+            better = evaluation.score < best_score if self.minimise else evaluation.score > best_score
+            if choosing and better:
+                best_score = evaluation.score
+                best_weights = {key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()}
+            metrics = {
+                "phase": self.phase,
+                **({"stage": self.stage} if self.stages else {}),
+                "step": step + 1,
+                "loss": result.loss.item(),
+                **result.parts,
+                **evaluation.metrics,
+                self.best_metric: best_score,
+                **self.meter.read(),
+            }
+            self.log(
+                f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
+                f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
+            )
+            self.checkpoint_and_report(metrics, {"step": step + 1, "best_score": best_score}, best_weights)
+
+        if best_weights is not None:
+            self.model.load_state_dict(best_weights)
+        return metrics
+
+    def checkpoint_and_report(self, metrics: dict[str, Any], state: dict[str, Any], best_weights) -> None:
+        groups = {"model": unwrap(self.network).state_dict()}
+        if best_weights is not None:
+            groups["best"] = best_weights
+        if self.sparse is not None:
+            groups["masks"] = self.sparse.state_dict()
+        optimizer, scheduler = self.optimizer, self.scheduler
+        report_evaluation(self.hooks, metrics, lambda directory: save_training_state(directory, groups, optimizer, scheduler, state))
