@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[offline,test]"
+	$(PIP) install -q -e ".[offline,onnx,test]"
 	$(PY) -m bistil_ray.data.quran
 	touch $(STAMP)
 
@@ -37,6 +37,7 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.loop_vs_bare
 	$(PY) -m bench.ray_fixed_cost
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
+	$(PY) -m bench.onnx_speed $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja
 	$(PY) -m bench.claims configs/quran_run.yaml --langs zh ar es fr
 

@@ -35,6 +35,8 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "student_speedup_4l": None,
     "student_speedup_3l": None,
     "sweep_reuse_ratio": ("<=", 0.6),
+    "onnx_int8_speedup": (">=", 1.5),
+    "onnx_int8_score_ratio": (">=", 0.99),
 }
 
 

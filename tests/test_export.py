@@ -6,22 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    BertTokenizerFast,
-    PreTrainedTokenizerFast,
-    XLMRobertaConfig,
-    XLMRobertaForSequenceClassification,
-)
 
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.export import export_student, load_exported
 
-WORDS = "the cat dog sat on a mat ran fast house tree o gato correu casa árvore".split()
-SENTENCES = ["the cat sat on a mat", "o gato correu", "a dog ran fast to the house", "árvore casa tree"]
-LABELS = ["greetings", "food", "sports"]
+from tiny_students import LABELS, SENTENCES, bert_student, xlmr_student
 
 # Runs in a fresh interpreter that has only transformers: what a user who downloads the directory has.
 LOAD_WITHOUT_THIS_PACKAGE = textwrap.dedent(
@@ -45,35 +34,6 @@ LOAD_WITHOUT_THIS_PACKAGE = textwrap.dedent(
     print(json.dumps(results))
     """
 )
-
-
-def bert_student() -> tuple[BertForSequenceClassification, BertTokenizerFast]:
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    tokenizer = BertTokenizerFast(vocab={piece: index for index, piece in enumerate(vocab)})
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=len(LABELS), initializer_range=0.5,
-    )
-    return BertForSequenceClassification(config).eval(), tokenizer
-
-
-def xlmr_student() -> tuple[XLMRobertaForSequenceClassification, PreTrainedTokenizerFast]:
-    """An XLM-R-family student with a generic fast tokenizer, the kind vocabulary trimming builds."""
-    pieces = ["<s>", "<pad>", "</s>", "<unk>", *WORDS, "<mask>"]
-    backend = Tokenizer(models.WordLevel({piece: index for index, piece in enumerate(pieces)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_input_names=["input_ids", "attention_mask"],
-    )
-    torch.manual_seed(1)
-    config = XLMRobertaConfig(
-        vocab_size=len(pieces), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=len(LABELS), initializer_range=0.5, pad_token_id=1,
-    )
-    return XLMRobertaForSequenceClassification(config).eval(), tokenizer
 
 
 @pytest.fixture(scope="module")

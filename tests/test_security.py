@@ -22,7 +22,7 @@ from bistil_ray.config import HubCorpusSpec, HubTaskSpec, RunConfig
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.sweep import main
 from sweep_fakes import fake_pipeline
-from test_export import LABELS, bert_student
+from tiny_students import LABELS, bert_student
 
 PACKAGE = Path(bistil_ray.__file__).resolve().parent
 REPO = PACKAGE.parent

@@ -127,5 +127,10 @@ def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file():
         raise UserInputError(f"{out_dir}: not an exported model directory (no config.json)")
-    model = AutoModelForSequenceClassification.from_pretrained(out_dir, use_safetensors=True)
-    return model.eval(), AutoTokenizer.from_pretrained(out_dir)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(out_dir, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or foreign directory
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserInputError(f"{out_dir}: cannot load the model: {reason}") from error
+    return model.eval(), tokenizer
