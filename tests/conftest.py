@@ -1,4 +1,6 @@
-"""Fixtures shared by the Ray test modules, and how the test process ends."""
+"""Fixtures shared by every test module (a Ray cluster, tiny and offline teachers), and how the test
+process ends. Helpers that are not fixtures live in modules of their own (`sweep_fakes`,
+`tiny_task`, `tiny_students`, `fixtures_teacher`), imported by name."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import sys
 
 import pytest
+from fixtures_teacher import e5_teacher_dir, offline_hub, tiny_bert_dir  # noqa: F401  (fixtures for every module)
 
 
 @pytest.fixture

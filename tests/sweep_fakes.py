@@ -87,6 +87,15 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
     )
 
 
+# The constant columns of a sweep's results table, for tests that write one without a sweep.
+CONSTANTS = {"sweep": "s", "source_lang": "en", "teacher": "builtin:multilingual-e5-small", "task": "chatterbot"}
+
+
+def fake_trial(trial_id: str, target: str, result: dict, error: str | None = None) -> SimpleNamespace:
+    """What the results writer reads of a Tune trial."""
+    return SimpleNamespace(trial_id=trial_id, config={"target_lang": target}, last_result=result, get_error=lambda: error)
+
+
 def small_teacher(folder: Path) -> str:
     """A teacher folder that fingerprints like a real one; the fake steps never load it."""
     folder.mkdir()

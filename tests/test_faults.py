@@ -36,8 +36,7 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 from bistil_ray.orchestration.train_runner import WorkerGroup, ray_train_env_vars, run_training
-from sweep_fakes import fake_pipeline, small_teacher
-from test_results_table import CONSTANTS, fake_trial
+from sweep_fakes import CONSTANTS, fake_pipeline, fake_trial, small_teacher
 
 POLL_S = 0.02
 READY_TIMEOUT_S = 30.0

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from fixtures_teacher import tiny_bert_config, tiny_bert_dir  # noqa: F401  (fixture)
+from fixtures_teacher import tiny_bert_config
 from safetensors.torch import load_file
 from transformers import BertTokenizerFast
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from sweep_fakes import CONSTANTS, fake_trial
 
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.orchestration.paths import SweepPaths
@@ -23,7 +24,6 @@ from bistil_ray.orchestration.results import (
     write_table,
 )
 
-CONSTANTS = {"sweep": "s", "source_lang": "en", "teacher": "builtin:multilingual-e5-small", "task": "chatterbot"}
 ISSUE_COLUMNS = (
     "sweep trial_id status source_lang target_lang teacher task metric student_layers density alpha_hidden "
     "alpha_attn alpha_ce temperature lr vocab_threshold vocab_size objective_score target_score source_score "
@@ -94,12 +94,6 @@ def test_summary_has_the_best_trial_and_the_pareto_members_per_pair():
     assert summary["fast-good"]["is_pareto"] and not summary["fast-good"]["is_best"]
     assert summary["only-fr"]["is_best"]
     pa.Table.from_pylist(list(summary.values()), schema=SUMMARY_SCHEMA)
-
-
-def fake_trial(trial_id: str, target: str, result: dict, error: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(
-        trial_id=trial_id, config={"target_lang": target}, last_result=result, get_error=lambda: error
-    )
 
 
 def test_writer_keeps_one_row_per_trial_across_retries_and_resumes(tmp_path):

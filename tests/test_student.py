@@ -20,7 +20,6 @@ from bistil_ray.errors import UserInputError
 from bistil_ray.method.student import LayerMap, build_student, select_teacher_layers
 from bistil_ray.method.vocabulary import untrimmed_vocabulary
 from bistil_ray.pipeline import Inputs, build_initial_student
-from fixtures_teacher import tiny_bert_dir  # noqa: F401  (fixture)
 
 TINY = dict(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64)
 

