@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from bistil_ray.orchestration.results import SUMMARY_SCHEMA, TRIALS_SCHEMA
+from bistil_ray.results_schema import SUMMARY_SCHEMA, TRIALS_SCHEMA
 from bistil_ray.orchestration.search_space import DIMENSIONS, Dimension
 from bistil_ray.orchestration.sweep_config import SweepConfig
 

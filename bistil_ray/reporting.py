@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from bistil_ray.atomic import atomic_write_bytes
 from bistil_ray.errors import UserInputError
-from bistil_ray.orchestration.results import SUMMARY_SCHEMA, TRIALS_SCHEMA, pareto_front
+from bistil_ray.results_schema import SUMMARY_SCHEMA, TRIALS_SCHEMA, pareto_front
 from bistil_ray.orchestration.sweep_config import ObjectiveConfig
 
 TRADEOFFS: tuple[str, ...] = get_args(ObjectiveConfig.model_fields["tradeoff"].annotation)

@@ -29,6 +29,7 @@ from bistil_ray.config import RunConfig, load_config
 from bistil_ray.console import console, quiet_libraries
 from bistil_ray.errors import exit_on_user_error
 from bistil_ray.method.hooks import LocalHooks
+from bistil_ray.model_card import write_model_card
 from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, STEPS, Fingerprints, Pipeline, Step, step_inputs
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def run(config: RunConfig, storage: Path | None = None) -> dict:
         student_path=str(out / "student"),
         **{f"{STEPS[kind].column}_key": key for kind, key in graph.keys.items()},
     )
+    write_model_card(out / "student", config, result)
     atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=str))
     return result
 

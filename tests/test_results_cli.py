@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bistil_ray.orchestration.results import (
-    SUMMARY_SCHEMA,
-    TRIALS_SCHEMA,
-    summary_rows,
-    trial_row,
-    write_table,
-)
+from bistil_ray.orchestration.results import write_table
+from bistil_ray.results_schema import SUMMARY_SCHEMA, TRIALS_SCHEMA, summary_rows, trial_row
 from bistil_ray.orchestration.sweep_config import SweepConfig, load_sweep
 from bistil_ray.reference import reference_markdown
 from bistil_ray.results import main

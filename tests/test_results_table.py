@@ -13,16 +13,8 @@ from sweep_fakes import CONSTANTS, fake_trial
 
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.results import (
-    SUMMARY_SCHEMA,
-    TRIAL_COLUMNS,
-    TRIALS_SCHEMA,
-    ResultsWriter,
-    read_rows,
-    summary_rows,
-    trial_row,
-    write_table,
-)
+from bistil_ray.orchestration.results import ResultsWriter, read_rows, write_table
+from bistil_ray.results_schema import SUMMARY_SCHEMA, TRIAL_COLUMNS, TRIALS_SCHEMA, summary_rows, trial_row
 
 ISSUE_COLUMNS = (
     "sweep trial_id status source_lang target_lang teacher task metric student_layers density alpha_hidden "

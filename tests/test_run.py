@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 
 from bistil_ray.run import main
 
@@ -78,6 +79,9 @@ def test_tiny_run_end_to_end_and_rerun_reuses_steps(tmp_path: Path):
     exported = out / "en-zh" / "student"
     assert (exported / "model.safetensors").exists() and not list(exported.glob("*.bin"))
     assert json.loads((exported / "config.json").read_text())["id2label"]["0"]
+    card = ModelCard.load(exported / "README.md")
+    assert card.data.license == "mit" and card.data.base_model == "intfloat/multilingual-e5-small"
+    assert card.data.eval_results[0].metric_value == result["target_score"]
 
     second = run_cli(str(config))
     assert second.returncode == 0, second.stderr[-3000:]

@@ -18,7 +18,7 @@ from tiny_task import GERMAN, TOPICS, files_task, tiny_teacher
 from bistil_ray.config import RunConfig
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.plan import dimensions_behind
-from bistil_ray.orchestration.results import NOT_TABULATED, TRIALS_SCHEMA
+from bistil_ray.results_schema import NOT_TABULATED, TRIALS_SCHEMA
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.steps import PHASE1_STUDENT, PHASE2_STUDENT, SHARED_STEPS, STEPS, TASK_TEACHER, TEACHER_SCORES, VOCABULARY, Pipeline
 

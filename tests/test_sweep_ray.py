@@ -17,7 +17,8 @@ import optuna
 import pytest
 
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.results import TRIALS_SCHEMA, read_rows
+from bistil_ray.orchestration.results import read_rows
+from bistil_ray.results_schema import TRIALS_SCHEMA
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.orchestration.tuning import PairwiseAsha, PairwiseSearch
 from sweep_fakes import fake_pipeline, small_teacher

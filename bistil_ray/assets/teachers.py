@@ -30,6 +30,10 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_TEACHERS: dict[str, Callable[[Path], None]] = {
     "builtin:multilingual-e5-small": convert_multilingual_e5_small,
 }
+# What each built-in teacher is on the hub, and its licence: a student's model card inherits both.
+BUILTIN_ORIGINS: dict[str, tuple[str, str]] = {
+    "builtin:multilingual-e5-small": ("intfloat/multilingual-e5-small", "mit"),
+}
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -37,6 +41,24 @@ PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 FINGERPRINT_LENGTH = 16
 SAMPLE_WINDOWS = 16
 SAMPLE_WINDOW_BYTES = 4096
+
+
+def teacher_origin(name: str) -> tuple[str | None, str | None]:
+    """(hub id, licence) of a teacher, where known: a built-in's, a hub model's (from its cached model
+    card), a local directory's (from its README.md). Never downloads."""
+    if name in BUILTIN_ORIGINS:
+        return BUILTIN_ORIGINS[name]
+    from huggingface_hub import ModelCard, hf_hub_download
+
+    path = Path(name).expanduser()
+    hub_id = None if path.is_dir() else name
+    try:
+        readme = path / "README.md" if hub_id is None else Path(hf_hub_download(name, "README.md", local_files_only=True))
+        data = ModelCard.load(readme).data
+    except Exception:  # no card, or one that does not parse: the origin stays unknown
+        return hub_id, None
+    base = data.get("base_model")
+    return hub_id or (base if isinstance(base, str) else None), data.get("license")
 
 
 def cache_root() -> Path:

@@ -25,11 +25,12 @@ from ray import tune
 from bistil_ray.artifacts import Artifact, ArtifactStore, artifact_key
 from bistil_ray.atomic import atomic_directory, atomic_write_text, remove_dead_staging
 from bistil_ray.config import RunConfig
+from bistil_ray.model_card import write_model_card
 from bistil_ray.orchestration.failures import DeterministicFailure, is_deterministic, one_line
 from bistil_ray.orchestration.live_view import Progress, board_name
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.results import artifact_columns
+from bistil_ray.results_schema import artifact_columns
 from bistil_ray.orchestration.search_space import DIMENSIONS
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, run_task, run_training, run_untrained
@@ -43,8 +44,11 @@ PHASE2_SCORE_KEYS = {"source_validation": "source_accuracy", "target_validation"
 
 
 def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, teacher_dir: Path, teacher_scores: dict) -> dict:
-    """The evaluation step, in a Ray task that holds a worker's resources (its GPU, if it has one)."""
-    return pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir, teacher_scores)
+    """The evaluation step, in a Ray task that holds a worker's resources (its GPU, if it has one); the
+    student's model card is written from its result."""
+    result = pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir, teacher_scores)
+    write_model_card(student_dir, run, result)
+    return result
 
 
 def _for_scheduler(score_key: str, metrics: dict[str, Any]) -> dict[str, Any]:
