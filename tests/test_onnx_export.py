@@ -61,3 +61,24 @@ def test_the_export_cli_refuses_bad_input_with_one_line(tmp_path: Path):
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (damaged / "onnx").exists()
+
+
+def test_a_sweep_with_export_onnx_exports_each_pairs_best_student(tmp_path: Path):
+    from sweep_fakes import CONSTANTS
+
+    from bistil_ray.orchestration.driver import export_best_students
+    from bistil_ray.orchestration.paths import SweepPaths
+    from bistil_ray.orchestration.results import write_table
+    from bistil_ray.results_schema import SUMMARY_SCHEMA, trial_row
+
+    paths = SweepPaths(tmp_path, "s")
+    rows = []
+    for trial, best in (("best", True), ("other", False)):
+        model, tokenizer = bert_student()
+        write_student_directory(model, tokenizer, paths.students / trial, label_names=LABELS)
+        result = {"objective_score": 0.5, "completed": True, "student_path": str(paths.students / trial)}
+        rows.append({**trial_row(CONSTANTS, trial, {"target_lang": "de"}, result, None), "is_best": best, "is_pareto": best})
+    write_table(paths.summary_table, rows, SUMMARY_SCHEMA)
+    export_best_students(paths, int8=False)
+    assert [path.name for path in (paths.students / "best" / "onnx").iterdir()] == ["model.onnx"]
+    assert not (paths.students / "other" / "onnx").exists()

@@ -72,7 +72,19 @@ def run_sweep(
         ray.kill(board)
     finally:
         ray.shutdown()
+    if sweep.export.onnx:
+        export_best_students(paths, int8=sweep.export.int8)
     return read_rows(paths.trials_table)
+
+
+def export_best_students(paths: SweepPaths, *, int8: bool) -> None:
+    """ONNX graphs of each pair's best student, beside it (`export.onnx`)."""
+    from bistil_ray.method.onnx_export import export_onnx
+
+    for row in read_rows(paths.summary_table):
+        if row["is_best"]:
+            graphs = export_onnx(Path(row["student_path"]), int8=int8)
+            console.print(f"{row['source_lang']}-{row['target_lang']}: best student exported to {graphs['float32'].parent}")
 
 
 def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool) -> list[tune.Callback]:

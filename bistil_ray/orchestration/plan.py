@@ -72,6 +72,8 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
         ),
         f"  {'phase-2 students':<17} {sweep.total_trials:>10}  (one per trial; "
         f"{sweep.phase2.full_steps} dense + {sweep.phase2.sparse_steps} sparse steps)",
+        "export: "
+        + (f"each pair's best student as ONNX{' (float32 and int8)' if sweep.export.int8 else ''}" if sweep.export.onnx else "none"),
         f"resources: {resources.workers_per_trial} worker(s) x {per_worker} per training phase, "
         f"up to {resources.concurrent_trials} trials at once; trial retries {resources.trial_retries}, "
         f"worker-group restarts {resources.worker_restarts}, "

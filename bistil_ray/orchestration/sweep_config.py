@@ -103,6 +103,13 @@ class AshaConfig(StrictModel):
     reduction_factor: float = Field(3.0, gt=1, description="about 1 in this many trials goes on at each rung")
 
 
+class ExportConfig(StrictModel):
+    """What the sweep does with each pair's best student once every trial has ended."""
+
+    onnx: bool = Field(False, description="write the best student's ONNX graph (students/<trial>/onnx/model.onnx)")
+    int8: bool = Field(True, description="with onnx: also its dynamically quantised int8 graph, for CPUs")
+
+
 class SweepConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's folder under --storage")
     teacher: str = Field(
@@ -128,6 +135,7 @@ class SweepConfig(StrictModel):
     )
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    export: ExportConfig = ExportConfig()
     seed: int = Field(0, description="seeds each pair's Optuna sampler")
 
     @property
