@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from bistil_ray.atomic import atomic_write_text
 from bistil_ray.config import RunConfig
+from bistil_ray.method.export import LOADING_SNIPPET
 from bistil_ray.method.onnx_export import FLOAT32_FILE, INT8_FILE, ONNX_DIR
 from bistil_ray.results_schema import description
 
@@ -105,12 +106,7 @@ def card_text(run: RunConfig, result: dict[str, Any], *, base_model: str | None,
         "",
         "## Use",
         "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "",
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
-        'model = AutoModelForSequenceClassification.from_pretrained("path/to/this/directory")',
-        "```",
+        *LOADING_SNIPPET,
         "",
         f"For ONNX Runtime on CPUs: `python -m bistil_ray.export DIRECTORY --onnx --int8` writes "
         f"`{ONNX_DIR}/{FLOAT32_FILE}` and `{ONNX_DIR}/{INT8_FILE}`. Made with bistil_ray; its run metadata is in "

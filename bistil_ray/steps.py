@@ -15,7 +15,7 @@ artifacts, and an edited corpus file gives new keys in both. No Ray here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
@@ -66,7 +66,7 @@ class Fingerprints:
     teacher: str
     task: str  # the source task's data
     corpora: dict[str, str]  # language -> fingerprint of its phase-1 text
-    targets: dict[str, str] = field(default_factory=dict)  # target language -> its evaluation data
+    targets: dict[str, str]  # target language -> fingerprint of its evaluation data (test, validation)
 
     @classmethod
     def of(cls, config: RunConfig, target_langs: Iterable[str]) -> "Fingerprints":

@@ -42,7 +42,8 @@ def test_key_depends_on_content_not_on_key_order():
 
 
 def test_keys_follow_what_each_artifact_depends_on():
-    prints = Fingerprints(teacher="t1", task="k1", corpora={"en": "c-en", "de": "c-de", "fr": "c-fr"})
+    targets = {"de": "t-de", "fr": "t-fr"}
+    prints = Fingerprints(teacher="t1", task="k1", corpora={"en": "c-en", "de": "c-de", "fr": "c-fr"}, targets=targets)
     base = RunConfig(target_lang="de")
     other_phase2 = base.model_copy(update={"phase2": base.phase2.model_copy(update={"density": 0.5})})
     deeper = base.model_copy(update={"student": base.student.model_copy(update={"layers": 4})})
@@ -55,12 +56,15 @@ def test_keys_follow_what_each_artifact_depends_on():
     assert step_keys(deeper, prints)["vocabulary"] == keys["vocabulary"]
     assert step_keys(french, prints)["phase1_student"] != keys["phase1_student"]
     assert step_keys(french, prints)["task_teacher"] == keys["task_teacher"]
-    changed_teacher = Fingerprints(teacher="t2", task="k1", corpora=prints.corpora)
+    changed_teacher = Fingerprints(teacher="t2", task="k1", corpora=prints.corpora, targets=targets)
     assert step_keys(base, changed_teacher)["task_teacher"] != keys["task_teacher"]
-    edited_corpus = Fingerprints(teacher="t1", task="k1", corpora={**prints.corpora, "de": "c-de-edited"})
+    edited_corpus = Fingerprints(teacher="t1", task="k1", corpora={**prints.corpora, "de": "c-de-edited"}, targets=targets)
     edited = step_keys(base, edited_corpus)
-    assert edited["task_teacher"] == keys["task_teacher"]
+    assert edited["task_teacher"] == keys["task_teacher"] and edited["teacher_scores"] == keys["teacher_scores"]
     assert all(edited[kind] != keys[kind] for kind in ("vocabulary", "phase1_student", "phase2_student"))
+    edited_test = Fingerprints(teacher="t1", task="k1", corpora=prints.corpora, targets={**targets, "de": "t-de-edited"})
+    assert step_keys(base, edited_test)["teacher_scores"] != keys["teacher_scores"]
+    assert step_keys(base, edited_test)["phase1_student"] == keys["phase1_student"]
     # An upstream key is part of the key: a phase-1 student is not shared across vocabularies.
     assert step_inputs(PHASE1_STUDENT, base, prints, keys)["vocabulary"] == keys["vocabulary"]
     assert "corpora" not in step_inputs(TASK_TEACHER, base, prints, keys)

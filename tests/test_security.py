@@ -326,7 +326,7 @@ def test_no_secret_from_the_environment_reaches_what_the_package_writes(tmp_path
     store = ArtifactStore(paths.artifacts)
     store.get_or_build("vocabulary", {"teacher": sweep.teacher}, lambda out: {"vocab_size": 10})
     run = RunConfig(target_lang="de")
-    prints = Fingerprints(teacher="t", task="k", corpora={"en": "c-en", "de": "c-de"})
+    prints = Fingerprints(teacher="t", task="k", corpora={"en": "c-en", "de": "c-de"}, targets={"de": "t-de"})
     LocalGraph(fake_pipeline(), SimpleNamespace(run=run), prints, store_under(tmp_path / "run")).shared(VOCABULARY)
     student = tmp_path / "student"
     student.mkdir()

@@ -52,51 +52,43 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
     return _load_files(spec.files, spec.name, target_langs)
 
 
+def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: list[Path | None]) -> dict[str, Any]:
+    """What determines some of a task's splits in `lang`: the built-in data, the hub dataset's
+    splits, or the local files' content."""
+    if spec.builtin is not None:
+        return {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
+    task = spec.hub or spec.files
+    identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field]}
+    if spec.hub is not None:
+        identity.update(hub=spec.hub.path, config=language_config(spec.hub.config, lang), revision=spec.hub.revision, splits=splits)
+    else:
+        identity["files"] = [file_digest(path) if path is not None else None for path in files]
+    return identity
+
+
 def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
     """A short hash of everything that determines the source-language data (not the targets), so
     that a task teacher trained on it is reused for every target language."""
-    if spec.builtin is not None:
-        identity: dict[str, Any] = {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
-    elif spec.hub is not None:
-        hub = spec.hub
-        identity = {
-            "hub": hub.path,
-            "config": language_config(hub.config, source_lang),
-            "revision": hub.revision,
-            "splits": [hub.train_split, hub.validation_split],
-            "columns": [*hub.text_fields, hub.label_field],
-            "max_train_examples": hub.max_train_examples,
-        }
-    else:
-        files = spec.files
-        identity = {
-            "files": [file_digest(files.train), file_digest(files.validation)],
-            "columns": [*files.text_fields, files.label_field],
-        }
+    hub, files = spec.hub, spec.files
+    identity = _split_identity(
+        spec, source_lang,
+        [hub.train_split, hub.validation_split] if hub else [],
+        [files.train, files.validation] if files else [],
+    )  # fmt: skip
+    if hub is not None:
+        identity["max_train_examples"] = hub.max_train_examples
     return stable_digest({"task": identity, "source_lang": source_lang})
 
 
 def fingerprint_target(spec: TaskSpec, source_lang: str, target_lang: str) -> str:
     """A short hash of the target language's evaluation data (test and validation sets), with the
     source data's: what the task teacher's scores on the pair depend on besides the teacher."""
-    if spec.builtin is not None:
-        identity: dict[str, Any] = {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
-    elif spec.hub is not None:
-        hub = spec.hub
-        identity = {
-            "hub": hub.path,
-            "config": language_config(hub.config, target_lang),
-            "revision": hub.revision,
-            "splits": [hub.test_split, hub.target_validation_split],
-            "columns": [*hub.text_fields, hub.label_field],
-        }
-    else:
-        files = spec.files
-        validation = files.target_validation.get(target_lang)
-        identity = {
-            "files": [file_digest(files.test[target_lang]), file_digest(validation) if validation else None],
-            "columns": [*files.text_fields, files.label_field],
-        }
+    hub, files = spec.hub, spec.files
+    identity = _split_identity(
+        spec, target_lang,
+        [hub.test_split, hub.target_validation_split] if hub else [],
+        [files.test[target_lang], files.target_validation.get(target_lang)] if files else [],
+    )  # fmt: skip
     return stable_digest({"target": identity, "lang": target_lang, "source": fingerprint_task(spec, source_lang)})
 
 

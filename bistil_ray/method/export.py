@@ -23,6 +23,15 @@ from bistil_ray.errors import UserInputError
 from bistil_ray.method.evaluation import count_parameters
 
 METADATA_FILE = "bistil_ray.json"
+# How a card tells a user to load the student: plain transformers, nothing of this project.
+LOADING_SNIPPET = [
+    "```python",
+    "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+    "",
+    'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
+    'model = AutoModelForSequenceClassification.from_pretrained("path/to/this/directory")',
+    "```",
+]
 
 
 def _label_config(model: PreTrainedModel, label_names: list[str]) -> None:
@@ -69,17 +78,7 @@ def model_card(model: PreTrainedModel, label_names: list[str], metadata: dict[st
     if metadata.get("scores"):
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {_format_score(value)} |" for name, value in metadata["scores"].items()]
-    lines += [
-        "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "",
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
-        'model = AutoModelForSequenceClassification.from_pretrained("path/to/this/directory")',
-        "```",
-        "",
-        f"Run metadata: `{METADATA_FILE}`.",
-    ]
+    lines += ["", *LOADING_SNIPPET, "", f"Run metadata: `{METADATA_FILE}`."]
     return "\n".join(front_matter + lines) + "\n"
 
 
