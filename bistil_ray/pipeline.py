@@ -43,6 +43,7 @@ from bistil_ray.method.student import LayerMap, build_student
 from bistil_ray.method.task_teacher import train_task_teacher
 from bistil_ray.method.training import compute_dtype, is_main_process, training_device
 from bistil_ray.method.vocabulary import BilingualVocabulary, build_bilingual_vocabulary, trim_embeddings
+from bistil_ray.results_schema import EFFICIENCY_FIGURES
 
 PROJECTION_FILE = "bistil_projection.safetensors"
 Log = Callable[[str], None]
@@ -352,11 +353,4 @@ def evaluate_student(
 
 def efficiency_columns(measured: dict, prefix: str = "") -> dict:
     student, teacher = measured["student"], measured["teacher"]
-    return {
-        f"{prefix}student_latency_ms": student.latency_ms_batch1,
-        f"{prefix}teacher_latency_ms": teacher.latency_ms_batch1,
-        f"{prefix}student_throughput": student.throughput_batch32,
-        f"{prefix}teacher_throughput": teacher.throughput_batch32,
-        f"{prefix}speedup": student.throughput_batch32 / teacher.throughput_batch32,
-        f"{prefix}latency_speedup": teacher.latency_ms_batch1 / student.latency_ms_batch1,
-    }
+    return {f"{prefix}{name}": figure(student, teacher) for name, (_, figure) in EFFICIENCY_FIGURES.items()}

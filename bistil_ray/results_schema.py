@@ -8,7 +8,7 @@ here: single runs read it too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -39,16 +39,31 @@ def artifact_columns(step: Step, artifact: Artifact) -> dict[str, Any]:
     return {field.name: value for field, value in zip(artifact_fields(step), values)}
 
 
+# Speed of student and teacher measured side by side (`method.evaluation.Efficiency` of each):
+# column (before its prefix) -> (description, how it is computed). `pipeline.evaluate_student` fills them.
+EFFICIENCY_FIGURES: dict[str, tuple[str, Callable[[Any, Any], float]]] = {
+    "student_latency_ms": ("median batch-1 forward time of the student", lambda student, teacher: student.latency_ms_batch1),
+    "teacher_latency_ms": ("median batch-1 forward time of the task teacher", lambda student, teacher: teacher.latency_ms_batch1),
+    "student_throughput": (
+        "sequences per second of the student at batch size 32", lambda student, teacher: student.throughput_batch32
+    ),
+    "teacher_throughput": (
+        "sequences per second of the task teacher at batch size 32", lambda student, teacher: teacher.throughput_batch32
+    ),
+    "speedup": (
+        "student throughput / teacher throughput at batch size 32",
+        lambda student, teacher: student.throughput_batch32 / teacher.throughput_batch32,
+    ),
+    "latency_speedup": (
+        "teacher batch-1 latency / student batch-1 latency",
+        lambda student, teacher: teacher.latency_ms_batch1 / student.latency_ms_batch1,
+    ),
+}
+
+
 def efficiency_fields(prefix: str, where: str) -> list[pa.Field]:
-    """Speed of student and teacher, measured side by side in one process, `where`."""
-    return [
-        column(f"{prefix}student_latency_ms", FLOAT, f"median batch-1 forward time of the student, {where}"),
-        column(f"{prefix}teacher_latency_ms", FLOAT, f"median batch-1 forward time of the task teacher, {where}"),
-        column(f"{prefix}student_throughput", FLOAT, f"sequences per second of the student at batch size 32, {where}"),
-        column(f"{prefix}teacher_throughput", FLOAT, f"sequences per second of the task teacher at batch size 32, {where}"),
-        column(f"{prefix}speedup", FLOAT, f"student throughput / teacher throughput at batch size 32, {where}"),
-        column(f"{prefix}latency_speedup", FLOAT, f"teacher batch-1 latency / student batch-1 latency, {where}"),
-    ]
+    """The columns of `EFFICIENCY_FIGURES`, measured `where`."""
+    return [column(f"{prefix}{name}", FLOAT, f"{text}, {where}") for name, (text, _) in EFFICIENCY_FIGURES.items()]
 
 
 TRIAL_FIELDS: list[pa.Field] = [
