@@ -47,6 +47,7 @@ against throughput, one panel per task.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -222,6 +223,66 @@ class Bench:
         return [self.base.source_lang, *self.args.langs]
 
 
+class TaskTeachers:
+    """Each recipe's task teacher, built when first asked for (a rerun whose teacher rows are all
+    scored builds none). Its weights' SHA-256 goes into its rows, and a rebuilt teacher must match
+    the one earlier rows were scored with and distilled from: otherwise those rows would be compared
+    with students of another teacher."""
+
+    def __init__(self, bench: Bench, recipes: list[str], recipe_lr: dict[str, str], earlier: list["Scored"]):
+        self.bench, self.recipes, self.recipe_lr = bench, recipes, recipe_lr
+        self.expected = {r.row["recipe"]: r.row["weights_sha256"] for r in earlier if r.row.get("weights_sha256")}
+        self.built: dict[str, tuple[Path, str]] = {}
+
+    def path(self, recipe: str) -> Path:
+        return self.build(recipe)[0]
+
+    def sha256(self, recipe: str) -> str:
+        return self.build(recipe)[1]
+
+    def build(self, recipe: str) -> tuple[Path, str]:
+        if recipe not in self.built:
+            lr = float(self.recipe_lr[recipe]) if recipe in self.recipe_lr else self.bench.base.task_teacher.lr
+            bench = replace_teacher_lr(self.bench, recipe, lr)
+            path = bench.task_teacher(pipeline.resolve_inputs(bench.config(bench.args.langs[0], bench.args.seeds[0])), recipe)
+            digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+            if self.expected.get(recipe, digest) != digest:
+                raise UserInputError(
+                    f"{path}: the rebuilt task teacher ({recipe}) differs from the one the rows under --out were "
+                    "scored with; choose another --out to start a new table"
+                )
+            self.built[recipe] = (path, digest)
+        return self.built[recipe]
+
+
+def comparable(settings: dict) -> dict:
+    """The settings that make a row: not which languages and seeds this invocation asks for."""
+    run_config = {key: value for key, value in settings["run_config"].items() if key != "output_dir"}
+    return {**{key: value for key, value in settings.items() if key not in ("langs", "seeds", "budget_lang")}, "run_config": run_config}
+
+
+def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Scored"], list[dict]]:
+    """The rows (with per-example correctness) and budget curve an earlier run of the same settings
+    left under `out`: the table is built over several runs, each adding what is missing, even where
+    the work folder of the earlier run is gone."""
+    table, report = out / f"claims-{task_name}.parquet", out / f"claims-{task_name}.json"
+    if not (table.exists() and report.exists()):
+        return [], []
+    try:
+        previous = json.loads(report.read_text())
+        if "correct" not in pq.read_schema(table).names or comparable(previous["settings"]) != comparable(settings):
+            log(f"{table}: made with other settings; starting a new table")
+            return [], []
+        rows = pq.read_table(table).to_pylist()
+        results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool)) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as error:
+        raise UserInputError(f"{table}: not a claims table ({error}); move it and {report.name} away to start a new one") from None
+    results = [r for r in results if r.row["target_lang"] in settings["langs"] and r.row["seed"] in (None, *settings["seeds"])]
+    same_curve = previous["settings"].get("budget_lang") == settings["budget_lang"]
+    log(f"{table}: {len(results)} rows kept from an earlier run")
+    return results, previous.get("budget_curve", []) if same_curve else []
+
+
 # --- scoring ----------------------------------------------------------------------------------------
 
 
@@ -327,13 +388,28 @@ def measure_speed(models: dict[str, tuple], inputs: pipeline.Inputs, directories
     return {name: {"throughput": e.throughput_batch32, "latency_ms": e.latency_ms_batch1, "bytes": e.bytes_on_disk} for name, e in measured.items()}
 
 
+def expected_models(recipes: list[str], first_seed: bool, students: bool) -> list[str]:
+    """The models one (language, seed) scores, in the order they are built."""
+    teachers = [f"teacher:{recipe}" for recipe in recipes] + ["trimmed_teacher"] if first_seed else []
+    if not students:
+        return teachers
+    return teachers + [name for name in STUDENTS if first_seed or name != "scratch"]
+
+
 def language(
-    bench: Bench, lang: str, seed: int, first_seed: bool, teachers: dict[str, Path], results: list[Scored], save, students: bool = True
+    bench: Bench, lang: str, seed: int, first_seed: bool, teachers: TaskTeachers, results: list[Scored], save, students: bool = True
 ) -> None:
-    """Every model of one (language, seed) not scored yet; `save` after each."""
-    done = {(r.row["model"], r.row["target_lang"], r.row["seed"]) for r in results}
+    """Every model of one (language, seed) not scored yet; `save` after each. A (language, seed)
+    whose every row is scored (and, on the first seed, measured) is skipped without building anything."""
+    done = {(r.row["model"], r.row["target_lang"], r.row["seed"]): r.row for r in results}
+    keys = [(model, lang, None if model.startswith("teacher") or model == "trimmed_teacher" else seed)
+            for model in expected_models(teachers.recipes, first_seed, students)]  # fmt: skip
+    measured = not (first_seed and students) or all(done[key].get("throughput") for key in keys if key in done)
+    if all(key in done for key in keys) and measured:
+        log(f"{lang}, seed {seed}: every model scored by an earlier run")
+        return
     inputs = pipeline.resolve_inputs(bench.config(lang, seed))
-    teacher_dir = teachers[bench.base.task_teacher.method]
+    teacher_dir = teachers.path(bench.base.task_teacher.method)
     vocabulary = bench.vocabulary(inputs)
     speed_models: dict[str, tuple] = {}
     directories: dict[str, Path] = {}
@@ -345,9 +421,11 @@ def language(
             new.append(scored(model_name, row_seed, model, tokenizer, inputs, extra))
 
     if first_seed:
-        for recipe, path in teachers.items():
+        for recipe in teachers.recipes:
+            path = teachers.path(recipe)
             model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
-            add(f"teacher:{recipe}", None, model, AutoTokenizer.from_pretrained(path), path, {"recipe": recipe})
+            add(f"teacher:{recipe}", None, model, AutoTokenizer.from_pretrained(path), path,
+                {"recipe": recipe, "weights_sha256": teachers.sha256(recipe)})  # fmt: skip
         trimmed = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
         trimmed_vocabulary = BilingualVocabulary.load(vocabulary)
         trim_embeddings(trimmed, trimmed_vocabulary.kept_ids)
@@ -360,15 +438,18 @@ def language(
     folder = bench.root / lang / f"seed{seed}"
     budget = {"phase1_steps": inputs.run.phase1.steps, "phase1_batch": inputs.run.phase1.batch_size,
               "phase2_steps": bench.args.phase2_steps, "phase2_batch": inputs.run.phase2.batch_size}  # fmt: skip
-    start, _ = bench.phase1("bistil", inputs, vocabulary, folder / "bistil")
-    variants = [("bistil", start, vocabulary, budget)]
-    variants.append(("no_phase1", bench.initial_student(inputs, vocabulary), vocabulary, {**budget, "phase1_steps": 0}))
-    if first_seed:
-        start, _ = bench.phase1("scratch", inputs, vocabulary, folder / "scratch", random_mlm=True)
-        variants.append(("scratch", start, vocabulary, budget))
-    start, multilingual_vocabulary = bench.multilingual_start(inputs, bench.root / "multilingual" / f"seed{seed}")
-    variants.append(("multilingual", start, multilingual_vocabulary, budget))
-    for name, start, vocab, extra in variants:
+    # Each student's start, built only if that student is: on later seeds a student scored by an
+    # earlier run is not rebuilt; on the first seed every model is loaded to be timed side by side.
+    starts = {
+        "bistil": lambda: (bench.phase1("bistil", inputs, vocabulary, folder / "bistil")[0], vocabulary, budget),
+        "no_phase1": lambda: (bench.initial_student(inputs, vocabulary), vocabulary, {**budget, "phase1_steps": 0}),
+        "scratch": lambda: (bench.phase1("scratch", inputs, vocabulary, folder / "scratch", random_mlm=True)[0], vocabulary, budget),
+        "multilingual": lambda: (*bench.multilingual_start(inputs, bench.root / "multilingual" / f"seed{seed}"), budget),
+    }
+    for name in [model for model in expected_models(teachers.recipes, first_seed, students) if model in STUDENTS]:
+        if not first_seed and (name, lang, seed) in done:
+            continue
+        start, vocab, extra = starts[name]()
         student_dir, seconds = bench.phase2(name, inputs, start, vocab, teacher_dir, folder / name)
         model, tokenizer = load_exported(student_dir)
         add(name, seed, model, tokenizer, student_dir, {**extra, "phase2_seconds": seconds})
@@ -592,34 +673,31 @@ def main(argv: list[str] | None = None) -> None:
             raise UserInputError(f"--recipes: must include the config's task_teacher.method '{base.task_teacher.method}'")
         recipe_lr = dict(item.split("=", 1) for item in args.recipe_lr)
         bench = Bench(args, base.model_copy(update={"output_dir": Path(args.work_dir)}))
-        inputs = pipeline.resolve_inputs(bench.config(args.langs[0], args.seeds[0]))
-        teachers = {}
-        for recipe in args.recipes:
-            lr = float(recipe_lr[recipe]) if recipe in recipe_lr else base.task_teacher.lr
-            bench_recipe = replace_teacher_lr(bench, recipe, lr)
-            teachers[recipe] = bench_recipe.task_teacher(inputs, recipe)
         task_name = base.task.name
-        results: list[Scored] = []
+        settings = {
+            "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
+            "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
+            "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
+            "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
+            "budget_lang": args.budget_curve, "run_config": base.model_dump(mode="json", exclude={"target_lang"}),
+            "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
+        }  # fmt: skip
+        results, budget_rows = earlier_results(args.out, task_name, settings)
+        teachers = TaskTeachers(bench, args.recipes, recipe_lr, results)
         record: dict = {}
 
         def save(progress: str = "") -> None:
-            rows = [result.row for result in results]
             record.update(
-                settings={
-                    "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
-                    "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
-                    "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
-                    "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
-                    "budget_lang": args.budget_curve, "run_config": base.model_dump(mode="json", exclude={"target_lang"}),
-                    "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
-                },
+                settings=settings,
                 machine=machine(),
-                rows=rows,
+                rows=[result.row for result in results],
                 claims=judge(results, args.langs, f"teacher:{base.task_teacher.method}"),
                 progress=progress,
-            )  # fmt: skip
+            )
+            if budget_rows:
+                record["budget_curve"] = budget_rows
             args.out.mkdir(parents=True, exist_ok=True)
-            write_parquet(args.out / f"claims-{task_name}.parquet", rows)
+            write_parquet(args.out / f"claims-{task_name}.parquet", [{**result.row, "correct": result.correct.tolist()} for result in results])
             write_report(args.out, f"claims-{task_name}", record, markdown(record))
             plot(args.out)
             combine(args.out)
@@ -629,13 +707,14 @@ def main(argv: list[str] | None = None) -> None:
             teachers_only = lambda: save("task teachers only (`--teachers-only`): no student trained")  # noqa: E731
             for lang in args.langs:
                 language(bench, lang, args.seeds[0], True, teachers, results, teachers_only, students=False)
+            save("task teachers only (`--teachers-only`): no student trained")
             print(markdown(record))
             return
         for index, seed in enumerate(args.seeds):
             for lang in args.langs:
                 language(bench, lang, seed, index == 0, teachers, results, lambda: save(f"seed {seed}, {lang} in progress"))
-        if args.budget_curve:
-            record["budget_curve"] = budget_curve(bench, args.budget_curve, args.seeds[0], teachers[base.task_teacher.method])
+        if args.budget_curve and not budget_rows:
+            budget_rows = budget_curve(bench, args.budget_curve, args.seeds[0], teachers.path(base.task_teacher.method))
         save()
         log(f"claims on {task_name}: {time.perf_counter() - started:.0f} s")
         print(markdown(record))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -72,3 +74,34 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
 
     claims.main(argv)  # everything reused: the same table
     assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]
+
+
+def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path):
+    teacher = tiny_teacher(tmp_path / "teacher", [*sum(TOPICS.values(), []), *GERMAN.values()])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher)}))
+    out, work = tmp_path / "results", tmp_path / "work"
+    argv = [str(config), "--langs", "de", "--seeds", "0", "1", "--recipes", "full", "--work-dir", str(work), "--out", str(out)]
+    claims.main(argv)
+    table = pq.read_table(out / "claims-train.parquet").to_pylist()
+    assert all(len(row["correct"]) == row["test_examples"] for row in table)
+
+    shutil.rmtree(work)  # a later session: the committed table, not the models
+    claims.main(argv)
+    assert not work.exists()  # every (language, seed) scored: nothing rebuilt
+    assert pq.read_table(out / "claims-train.parquet").to_pylist() == table
+
+    shutil.rmtree(work, ignore_errors=True)
+    kept = [row for row in table if (row["model"], row["seed"]) != ("multilingual", 1)]
+    pq.write_table(pa.Table.from_pylist(kept), out / "claims-train.parquet")
+    claims.main(argv)  # rebuilds the task teacher (its weights must match the rows') and that student only
+    assert (work / "train" / "de" / "seed1" / "multilingual").exists()
+    assert not (work / "train" / "de" / "seed1" / "bistil").exists()
+    timeless = lambda rows: sorted(({k: v for k, v in row.items() if k != "phase2_seconds"} for row in rows), key=str)  # noqa: E731
+    assert timeless(pq.read_table(out / "claims-train.parquet").to_pylist()) == timeless(table)  # deterministic: the same row
+
+    (out / "claims-train.parquet").write_bytes(b"PAR1")  # a broken table is an error naming it, never silently replaced
+    with pytest.raises(SystemExit) as exited:
+        claims.main(argv)
+    assert exited.value.code == 2 and (out / "claims-train.parquet").read_bytes() == b"PAR1"
+
