@@ -26,15 +26,44 @@ class StrictModel(BaseModel):
 # --- where the teacher, task data and corpora come from ------------------------------------------
 
 
-class HubTaskSpec(StrictModel):
-    """A labelled dataset on the Hugging Face hub, one config per language (XNLI style)."""
+TaskKind = Literal["sequence", "token"]
+TASK_KIND_HELP = (
+    "sequence: one label per text or text pair (classification, NLI); token: one tag per word "
+    "(NER with BIO tags, scored by entity F1; POS and other tags, scored by token accuracy)"
+)
 
-    path: str = Field(description="dataset id on the hub, e.g. facebook/xnli")
-    config: str | None = Field(None, description="dataset config; '{lang}' is replaced by the language")
+
+class LabelledColumns(StrictModel):
+    """Which columns hold the input and the labels; for token tasks a list of words and one tag per word."""
+
+    kind: TaskKind = Field("sequence", description=TASK_KIND_HELP)
     text_fields: list[str] = Field(
-        default_factory=lambda: ["text"], min_length=1, max_length=2, description="one text column, or two for pairs"
+        default_factory=lambda: ["text"], min_length=1, max_length=2,
+        description="one text column, or two for pairs; token tasks: the one column of words (default tokens)",
+    )  # fmt: skip
+    label_field: str = Field(
+        "label", description="the class column (class ids or names); token tasks: the tags column (default tags)"
     )
-    label_field: str = Field("label", description="the class column (class ids or names)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "token":
+            data = {"text_fields": ["tokens"], "label_field": "tags", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _one_column_of_words(self) -> "LabelledColumns":
+        if self.kind == "token" and len(self.text_fields) != 1:
+            raise ValueError("text_fields: a token task has one column of words")
+        return self
+
+
+class HubTaskSpec(LabelledColumns):
+    """A labelled dataset on the Hugging Face hub, one config per language (XNLI, WikiANN style)."""
+
+    path: str = Field(description="dataset id on the hub, e.g. facebook/xnli or unimelb-nlp/wikiann")
+    config: str | None = Field(None, description="dataset config; '{lang}' is replaced by the language")
     train_split: str = Field("train", description="source-language training split")
     validation_split: str = Field("validation", description="source-language validation split")
     test_split: str = Field("test", description="target-language test split (target_score)")
@@ -46,8 +75,10 @@ class HubTaskSpec(StrictModel):
     trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
 
 
-class FilesTaskSpec(StrictModel):
-    """Labelled local files (jsonl, csv, tsv or parquet)."""
+class FilesTaskSpec(LabelledColumns):
+    """Labelled local files: jsonl, json, csv, tsv or parquet; token tasks also CoNLL (.conll: tab-separated,
+    the word first, the tag last) and CoNLL-U (.conllu: FORM and the column `label_field` names, UPOS
+    when it is `tags`)."""
 
     train: Path = Field(description="source-language training file")
     validation: Path = Field(description="source-language validation file")
@@ -55,10 +86,6 @@ class FilesTaskSpec(StrictModel):
     target_validation: dict[str, Path] = Field(
         default_factory=dict, description="target language -> validation file (objective.score: target_validation)"
     )
-    text_fields: list[str] = Field(
-        default_factory=lambda: ["text"], min_length=1, max_length=2, description="one text column, or two for pairs"
-    )
-    label_field: str = Field("label", description="the class column (class ids or names)")
 
 
 class TaskSpec(StrictModel):
@@ -78,6 +105,10 @@ class TaskSpec(StrictModel):
         if len(given) != 1:
             raise ValueError(f"give exactly one of builtin, hub, files (got {given or 'none'})")
         return self
+
+    @property
+    def kind(self) -> TaskKind:
+        return "sequence" if self.builtin else (self.hub or self.files).kind  # type: ignore[union-attr]
 
     @property
     def name(self) -> str:
@@ -221,7 +252,9 @@ class Phase2Config(OptimConfig):
         "text (the phase-1 text) instead of labelled source examples; 0: source only, as published. "
         "Meant for single-text tasks: set 0 for sentence-pair tasks such as NLI",
     )
-    freeze_layer_norm: bool = Field(False, description="keep layer norms fixed (the reference does for token tasks)")
+    freeze_layer_norm: bool | None = Field(
+        None, description="keep layer norms fixed; default: fixed for token tasks (as the reference), trained for sequence tasks"
+    )
 
 
 class RunConfig(StrictModel):

@@ -16,7 +16,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from bistil_ray.atomic import atomic_write_text
 from bistil_ray.config import RunConfig
-from bistil_ray.method.export import LOADING_SNIPPET
+from bistil_ray.method.export import PIPELINE_TAGS, loading_snippet
 from bistil_ray.method.onnx_export import FLOAT32_FILE, INT8_FILE, ONNX_DIR
 from bistil_ray.results_schema import description
 
@@ -46,11 +46,12 @@ def card_text(run: RunConfig, result: dict[str, Any], *, base_model: str | None,
     pair = f"{run.source_lang}-{run.target_lang}"
     task = run.task
     dataset = task.hub.path if task.hub is not None else task.name
+    metric, task_type = result.get("metric") or "accuracy", PIPELINE_TAGS[task.kind]
     scores = [
         EvalResult(
-            task_type="text-classification", dataset_type=dataset, dataset_name=f"{task.name} ({lang})",
-            dataset_config=lang, dataset_split=split, metric_type="accuracy", metric_value=result[column],
-            metric_name=f"{split} accuracy ({'zero-shot, ' if lang == run.target_lang else ''}{lang})",
+            task_type=task_type, dataset_type=dataset, dataset_name=f"{task.name} ({lang})",
+            dataset_config=lang, dataset_split=split, metric_type=metric, metric_value=result[column],
+            metric_name=f"{split} {metric.replace('_', ' ')} ({'zero-shot, ' if lang == run.target_lang else ''}{lang})",
         )  # fmt: skip
         for column, lang, split in (("target_score", run.target_lang, "test"), ("source_score", run.source_lang, "validation"))
         if result.get(column) is not None
@@ -60,10 +61,10 @@ def card_text(run: RunConfig, result: dict[str, Any], *, base_model: str | None,
         license=license,
         base_model=base_model,
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag=task_type,
         tags=["bistil", "knowledge-distillation", "bilingual", "cross-lingual-transfer"],
         datasets=[task.hub.path] if task.hub is not None else None,
-        metrics=["accuracy"],
+        metrics=[metric],
         model_name=f"bistil-{task.name}-{pair}",
         eval_results=scores or None,
     )
@@ -106,7 +107,7 @@ def card_text(run: RunConfig, result: dict[str, Any], *, base_model: str | None,
         "",
         "## Use",
         "",
-        *LOADING_SNIPPET,
+        *loading_snippet(task.kind),
         "",
         f"For ONNX Runtime on CPUs: `python -m bistil_ray.export DIRECTORY --onnx --int8` writes "
         f"`{ONNX_DIR}/{FLOAT32_FILE}` and `{ONNX_DIR}/{INT8_FILE}`. Made with bistil_ray; its run metadata is in "

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from bistil_ray.assets.teachers import resolve_teacher
 from bistil_ray.config import (
@@ -33,8 +33,8 @@ from bistil_ray.data.corpora import load_corpus
 from bistil_ray.data.tasks import TaskData, load_task
 from bistil_ray.data.word_frequencies import word_frequencies
 from bistil_ray.method.batching import tokenize_dataset, tokenize_texts
-from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_classifier, measure_efficiency
-from bistil_ray.method.export import load_exported, write_student_directory
+from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_task, measure_efficiency
+from bistil_ray.method.export import load_exported, model_class, write_student_directory
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import attention_implementation
 from bistil_ray.method.phase1 import BilingualText, phase1_weights, train_phase1
@@ -81,6 +81,12 @@ def resolve_inputs(run: RunConfig) -> Inputs:
     )
 
 
+def task_texts(dataset, text_fields) -> list[str]:
+    """A task split's first text column as plain text (a token task's words joined by spaces)."""
+    column = list(dataset[text_fields[0]])
+    return [" ".join(words) for words in column] if column and isinstance(column[0], list) else column
+
+
 def _labels(task: TaskData) -> dict[str, Any]:
     return {
         "num_labels": task.num_labels,
@@ -95,7 +101,7 @@ def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path,
     # Seeded before the model is built: its new task head is part of the run (unseeded, two builds
     # under one artifact key differed by up to 0.13 in weights and 0.04 in target accuracy).
     torch.manual_seed(config.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = model_class(inputs.task.kind).from_pretrained(
         inputs.teacher_path,
         trust_remote_code=inputs.run.trust_remote_code,
         use_safetensors=True,
@@ -114,7 +120,7 @@ def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path,
 def build_vocabulary(inputs: Inputs, config: VocabularyConfig, out_dir: Path) -> dict:
     """The bilingual vocabulary: phase-1 text of both languages plus the source task's training text."""
     tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
-    source = inputs.source_text + list(inputs.task.source_train[inputs.task.text_fields[0]])
+    source = inputs.source_text + task_texts(inputs.task.source_train, inputs.task.text_fields)
     languages = (inputs.run.source_lang, inputs.run.target_lang)
     word_lists = [word_frequencies(lang) for lang in languages] if config.word_frequencies else []
     vocabulary = build_bilingual_vocabulary(
@@ -230,13 +236,14 @@ def run_phase2(
     """Task distillation with LT-SFT; writes the shippable student directory."""
     vocabulary = BilingualVocabulary.load(vocab_dir)
     attention = attention_implementation(phase2_weights(config))
-    teacher = AutoModelForSequenceClassification.from_pretrained(
-        task_teacher_dir, attn_implementation=attention, use_safetensors=True
-    )
+    task_model = model_class(inputs.task.kind)
+    teacher = task_model.from_pretrained(task_teacher_dir, attn_implementation=attention, use_safetensors=True)
     trim_embeddings(teacher, vocabulary.kept_ids)
+    if config.freeze_layer_norm is None:
+        config = config.model_copy(update={"freeze_layer_norm": inputs.task.kind == "token"})
     # Seeded before the student is built: a head the teacher's cannot replace (another width) starts random.
     torch.manual_seed(config.seed)
-    student = AutoModelForSequenceClassification.from_pretrained(
+    student = task_model.from_pretrained(
         phase1_dir, attn_implementation=attention, use_safetensors=True, **_labels(inputs.task)
     )
     _copy_task_head(teacher, student)
@@ -292,16 +299,16 @@ def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) ->
     the same for every student of the pair, so computed once (an artifact) and reused."""
     task, fields = inputs.task, inputs.task.text_fields
     device = training_device()
-    teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
+    teacher = model_class(task.kind).from_pretrained(task_teacher_dir, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
 
-    def accuracy(dataset) -> float:
-        return evaluate_classifier(teacher, tokenizer, dataset, fields, task.num_labels, device=device)["accuracy"]
+    def score(dataset) -> float:
+        return evaluate_task(teacher, tokenizer, dataset, fields, task.label_names, device=device)["score"]
 
     scores = {
-        "teacher_source_score": accuracy(task.source_validation),
-        "teacher_target_score": accuracy(inputs.target_test),
-        "teacher_target_validation_score": accuracy(inputs.target_validation) if inputs.target_validation is not None else None,
+        "teacher_source_score": score(task.source_validation),
+        "teacher_target_score": score(inputs.target_test),
+        "teacher_target_validation_score": score(inputs.target_validation) if inputs.target_validation is not None else None,
         "teacher_params": count_parameters(teacher),
         "teacher_scored_on": device.type,
     }
@@ -323,17 +330,17 @@ def evaluate_student(
     target_test = inputs.target_test
 
     def scores(dataset):
-        return evaluate_classifier(student, student_tokenizer, dataset, fields, task.num_labels, device=device, dtype=dtype)
+        return evaluate_task(student, student_tokenizer, dataset, fields, task.label_names, device=device, dtype=dtype)
 
     student_target = scores(target_test)
     result = {
-        "metric": "accuracy",
-        "source_score": scores(task.source_validation)["accuracy"],
-        "target_score": student_target["accuracy"],
-        "target_macro_f1": student_target["macro_f1"],
-        "target_validation_score": scores(inputs.target_validation)["accuracy"] if inputs.target_validation is not None else None,
+        "metric": student_target["metric"],
+        "source_score": scores(task.source_validation)["score"],
+        "target_score": student_target["score"],
+        "target_macro_f1": student_target.get("macro_f1"),
+        "target_validation_score": scores(inputs.target_validation)["score"] if inputs.target_validation is not None else None,
         **teacher_scores,
-        "retention": student_target["accuracy"] / max(teacher_scores["teacher_target_score"], 1e-12),
+        "retention": student_target["score"] / max(teacher_scores["teacher_target_score"], 1e-12),
         "vocab_size": len(student_tokenizer),
         "student_layers": student.config.num_hidden_layers,
         "student_params": count_parameters(student),
@@ -341,9 +348,9 @@ def evaluate_student(
         "score_dtype": str(dtype).removeprefix("torch."),
     }
     if efficiency:
-        teacher = AutoModelForSequenceClassification.from_pretrained(task_teacher_dir, use_safetensors=True)
+        teacher = model_class(task.kind).from_pretrained(task_teacher_dir, use_safetensors=True)
         models = {"teacher": (teacher, AutoTokenizer.from_pretrained(task_teacher_dir)), "student": (student, student_tokenizer)}
-        texts = list(target_test[fields[0]])[:256]
+        texts = task_texts(target_test, fields)[:256]
         result["student_bytes"] = directory_bytes(student_dir)
         result.update(efficiency_columns(measure_efficiency(models, texts, device="cpu")))
         if device.type == "cuda":

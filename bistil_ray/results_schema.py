@@ -79,7 +79,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("target_lang", STRING, "language the student is made for, evaluated zero-shot"),
     column("teacher", STRING, "the teacher: a hub id, a local directory or builtin:multilingual-e5-small"),
     column("task", STRING, "the task: the built-in task's name, the hub dataset path/config or the train file's stem"),
-    column("metric", STRING, "what the score columns measure (accuracy)"),
+    column("metric", STRING, "what the score columns measure: accuracy (sequence tasks), entity_f1 (BIO tags) or token_accuracy"),
     # searched settings
     column("teacher_method", STRING, "recipe of the task teacher the student distils (task_teacher.method)"),
     column("student_layers", INT, "student depth (search_space.student_layers, else student.layers)"),
@@ -96,7 +96,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("objective_score", FLOAT, "what Optuna maximised: the student's objective.score (a validation score)"),
     column("target_score", FLOAT, "the student's score on the target-language test set (zero-shot, never searched on)"),
     column("source_score", FLOAT, "the student's score on the source-language validation set"),
-    column("target_macro_f1", FLOAT, "the student's macro-averaged F1 on the target-language test set"),
+    column("target_macro_f1", FLOAT, "the student's macro-averaged F1 on the target-language test set (sequence tasks; empty for token tasks)"),
     column("teacher_target_score", FLOAT, "the task teacher's score on the same target-language test set"),
     column("teacher_source_score", FLOAT, "the task teacher's score on the same source-language validation set"),
     column(

@@ -29,7 +29,7 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         for step in range(first, steps + 1):
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "state.json").write_text(json.dumps({"step": step}))
-            hooks.on_evaluation({"step": step, "source_accuracy": 0.5}, checkpoint)
+            hooks.on_evaluation({"step": step, "source_score": 0.5}, checkpoint)
         import ray  # in the Train worker that runs this step
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")

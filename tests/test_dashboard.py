@@ -36,7 +36,7 @@ def pipeline_reporting_throughput():
         for step in (1, 2):
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "state.json").write_text(json.dumps({"step": step}))
-            hooks.on_evaluation({"step": step, "tokens_per_s": 1234.0, "source_accuracy": 0.5}, checkpoint)
+            hooks.on_evaluation({"step": step, "tokens_per_s": 1234.0, "source_score": 0.5}, checkpoint)
             time.sleep(1.0)
         (out_dir / "config.json").write_text("{}")
         return {}

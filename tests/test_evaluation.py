@@ -11,7 +11,7 @@ from bistil_ray.method.evaluation import (
     classification_scores,
     count_parameters,
     directory_bytes,
-    evaluate_classifier,
+    evaluate_task,
     measure_efficiency,
     predict,
     throughput_batches,
@@ -98,19 +98,17 @@ def test_predict_encodes_text_pairs_and_keeps_the_training_mode():
     assert model.training
 
 
-def test_evaluate_classifier_scores_against_the_label_column():
+def test_evaluate_task_scores_against_the_label_column():
     rng = np.random.default_rng(2)
     model, tokenizer = make_model(), make_tokenizer()
     texts = [sentence(rng, 5) for _ in range(12)]
     predicted = predict(model, tokenizer, Dataset.from_dict({"text": texts}), ["text"])
     labels = predicted.copy()
     labels[:3] = (labels[:3] + 1) % 3
-    scores = evaluate_classifier(
-        model, tokenizer, Dataset.from_dict({"text": texts, "label": labels}), ["text"], num_labels=3
-    )
-    assert scores["accuracy"] == pytest.approx(9 / 12)
+    scores = evaluate_task(model, tokenizer, Dataset.from_dict({"text": texts, "label": labels}), ["text"], ["a", "b", "c"])
+    assert scores["accuracy"] == scores["score"] == pytest.approx(9 / 12) and scores["metric"] == "accuracy"
     with pytest.raises(UserInputError, match="'sentence'"):
-        evaluate_classifier(model, tokenizer, Dataset.from_dict({"text": texts, "label": labels}), ["sentence"], 3)
+        evaluate_task(model, tokenizer, Dataset.from_dict({"text": texts, "label": labels}), ["sentence"], ["a", "b", "c"])
 
 
 # --- efficiency ------------------------------------------------------------------------------------

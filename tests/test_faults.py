@@ -89,12 +89,12 @@ def phase_killed_once(step_log: Path, killed: Path):
             if number % CHECKPOINT_EVERY == 0:
                 checkpoint = Path(tempfile.mkdtemp())
                 (checkpoint / "state.json").write_text(json.dumps({"step": number}))
-            hooks.on_evaluation({"step": number, "source_accuracy": number / STEPS}, checkpoint)
+            hooks.on_evaluation({"step": number, "source_score": number / STEPS}, checkpoint)
             if number == KILLED_AFTER_STEP and not killed.exists():
                 killed.write_text(str(os.getpid()))
                 os.kill(os.getpid(), signal.SIGKILL)
         (out_dir / "config.json").write_text("{}")
-        return {"step": STEPS, "source_accuracy": 1.0}
+        return {"step": STEPS, "source_score": 1.0}
 
     return step
 
@@ -130,7 +130,7 @@ def test_a_killed_train_worker_resumes_the_phase_from_its_last_checkpoint(tmp_pa
     assert first_attempt == [1, 2, 3, 4, 5]
     assert second_attempt == [4, 5, 6]  # from the checkpoint of step 3, not from step 1
     assert len({pid for pid, _ in steps}) == 2
-    assert metrics == {"step": STEPS, "source_accuracy": 1.0}
+    assert metrics == {"step": STEPS, "source_score": 1.0}
     assert (out_dir / "config.json").exists()
 
 

@@ -78,7 +78,7 @@ def test_each_objective_is_the_validation_score_it_names(tmp_path, cluster):
             phase2_reports = [result for result in reported_results(paths) if "phase2_step" in result and "phase" in result]
             if objective == "target_validation":
                 assert [report["phase2_step"] for report in phase2_reports] == [2, 4]
-                assert all(r["objective_score"] == r["target_validation_accuracy"] for r in phase2_reports)
+                assert all(r["objective_score"] == r["target_validation_score"] for r in phase2_reports)
             else:
                 assert phase2_reports == []
             if objective == "target_validation":  # the second sweep of the task: everything shared reused

@@ -145,13 +145,13 @@ def test_evaluation_scores_the_student_on_the_device_the_process_holds_and_reuse
     held = torch.device("cuda", 3)  # what a GPU trial's worker holds; nothing runs on it here
     scored_with = []
 
-    def evaluate_classifier(model, tokenizer, dataset, fields, num_labels, *, device, dtype=torch.float32):
+    def evaluate_task(model, tokenizer, dataset, fields, label_names, *, device, dtype=torch.float32):
         scored_with.append((device, dtype))
-        return {"accuracy": 0.5, "macro_f1": 0.4}
+        return {"accuracy": 0.5, "macro_f1": 0.4, "score": 0.5, "metric": "accuracy"}
 
     student = BertForSequenceClassification(tiny_bert_config())
     monkeypatch.setattr(pipeline, "training_device", lambda: held)
-    monkeypatch.setattr(pipeline, "evaluate_classifier", evaluate_classifier)
+    monkeypatch.setattr(pipeline, "evaluate_task", evaluate_task)
     monkeypatch.setattr(pipeline, "load_exported", lambda directory: (student, list(range(64))))
     teacher_scores = {"teacher_source_score": 0.9, "teacher_target_score": 0.8, "teacher_target_validation_score": 0.7}
     result = pipeline.evaluate_student(inputs, Path("student"), Path("teacher"), teacher_scores, efficiency=False)

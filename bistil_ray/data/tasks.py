@@ -2,7 +2,8 @@
 
 Whatever the source (a built-in task, a Hugging Face hub dataset, local files), a task
 becomes `TaskData`: `datasets.Dataset`s with the text columns and an int64 `label` whose ids mean the
-same label in every language. Label names come from the source train split (its `ClassLabel`
+same label in every language; a token task (`kind: token`) has a list of words `tokens` and one int64
+tag id per word in `tags` instead. Label names come from the source train split (its `ClassLabel`
 feature, or its sorted distinct values); a validation or test set with a label the source train
 split lacks is an error rather than a silently unlearnable class.
 """
@@ -18,13 +19,16 @@ from typing import Any, Callable
 import datasets
 
 from bistil_ray.assets.hub import offline_unless_reachable
-from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskSpec
+from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskKind, TaskSpec
 from bistil_ray.data.builtin import builtin_task, check_source
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
+from bistil_ray.data.token_files import tagged_sentences
 from bistil_ray.errors import UserInputError
 
 # Part of every fingerprint: bump it when a change here alters the data a spec produces.
 DATA_FORMAT_VERSION = 2
+# A token task's columns, whatever the source calls them.
+WORDS, TAGS = "tokens", "tags"
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,16 @@ class TaskData:
     source_validation: datasets.Dataset
     target_test: dict[str, datasets.Dataset]
     target_validation: dict[str, datasets.Dataset] = field(default_factory=dict)
+    kind: TaskKind = "sequence"
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def gold_field(self) -> str:
+        """The column of gold label ids: one per example, or one per word in a token task."""
+        return TAGS if self.kind == "token" else "label"
 
 
 def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> TaskData:
@@ -48,7 +58,11 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
     if spec.builtin is not None:
         return _load_builtin(spec.builtin, source_lang, target_langs)
     if spec.hub is not None:
+        if spec.hub.kind == "token":
+            return _load_hub_tokens(spec.hub, spec.name, source_lang, target_langs)
         return _load_hub(spec.hub, spec.name, source_lang, target_langs)
+    if spec.files.kind == "token":
+        return _load_token_files(spec.files, spec.name, target_langs)
     return _load_files(spec.files, spec.name, target_langs)
 
 
@@ -58,7 +72,7 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
     if spec.builtin is not None:
         return {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
     task = spec.hub or spec.files
-    identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field]}
+    identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field], "kind": task.kind}
     if spec.hub is not None:
         identity.update(hub=spec.hub.path, config=language_config(spec.hub.config, lang), revision=spec.hub.revision, splits=splits)
     else:
@@ -256,6 +270,102 @@ def _read_labelled_file(path: Path, text_fields: list[str], label_field: str) ->
 def _task_features(text_fields: list[str]) -> datasets.Features:
     return datasets.Features(
         {**{column: datasets.Value("string") for column in text_fields}, "label": datasets.Value("int64")}
+    )
+
+
+# --- token tasks (one tag per word) --------------------------------------------------------------
+
+
+def _token_features() -> datasets.Features:
+    return datasets.Features({WORDS: datasets.Sequence(datasets.Value("string")), TAGS: datasets.Sequence(datasets.Value("int64"))})
+
+
+def _token_dataset(sentences: list[tuple[list[str], list[str]]], label_names: list[str], where: str) -> datasets.Dataset:
+    """Words and tag names -> the token schema, tag ids of the source train split's tag set."""
+    tag_id = {name: index for index, name in enumerate(label_names)}
+    unknown = sorted({tag for _, tags in sentences for tag in tags} - tag_id.keys())
+    if unknown:
+        raise UserInputError(f"{where}: tags not in the source train split: {', '.join(unknown[:10])}")
+    return datasets.Dataset.from_dict(
+        {WORDS: [words for words, _ in sentences], TAGS: [[tag_id[tag] for tag in tags] for _, tags in sentences]},
+        features=_token_features(),
+    )
+
+
+def _load_token_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> TaskData:
+    missing = [lang for lang in target_langs if lang not in spec.test]
+    if missing:
+        raise UserInputError(f"task.files.test: no test file for language '{missing[0]}'")
+    words, tags = spec.text_fields[0], spec.label_field
+    train = tagged_sentences(spec.train, words, tags)
+    label_names = label_order({tag for _, sentence_tags in train for tag in sentence_tags})
+
+    def load(path: Path) -> datasets.Dataset:
+        return _token_dataset(tagged_sentences(path, words, tags), label_names, str(path))
+
+    return TaskData(
+        name=name,
+        label_names=label_names,
+        text_fields=(WORDS,),
+        source_train=_token_dataset(train, label_names, str(spec.train)),
+        source_validation=load(spec.validation),
+        target_test={lang: load(spec.test[lang]) for lang in target_langs},
+        target_validation={lang: load(spec.target_validation[lang]) for lang in target_langs if lang in spec.target_validation},
+        kind="token",
+    )
+
+
+def _hub_sentences(dataset: datasets.Dataset, spec: HubTaskSpec, where: str) -> list[tuple[list[str], list[str]]]:
+    """(words, tag names) per row of a hub split with a words column and a tags column (`Sequence`
+    of `ClassLabel`, as WikiANN's `ner_tags`, or of tag names)."""
+    words_field, tags_field = spec.text_fields[0], spec.label_field
+    _require_columns(dataset, [words_field, tags_field], where)
+    if len(dataset) == 0:
+        raise UserInputError(f"{where}: no rows")
+    feature = dataset.features[tags_field]
+    inner = getattr(feature, "feature", None)
+    if inner is None and isinstance(feature, list) and feature:
+        inner = feature[0]
+    name_of = _label_namer(inner, where)
+    sentences = []
+    for number, (words, tags) in enumerate(zip(dataset[words_field], dataset[tags_field]), start=1):
+        if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags) or not words:
+            raise UserInputError(f"{where}: row {number}: '{words_field}' and '{tags_field}' must be lists of the same non-zero length")
+        sentences.append(([str(word) for word in words], [name_of(tag) for tag in tags]))
+    return sentences
+
+
+def _load_hub_tokens(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    if spec.config is None or "{lang}" not in spec.config:
+        raise UserInputError(f"task.hub.config: must contain '{{lang}}' so that each language loads its own data (got {spec.config!r})")
+
+    def where(lang: str, split: str) -> str:
+        return f"{spec.path} [{language_config(spec.config, lang)}] {split}"
+
+    train_split = _load_hub_split(spec, source_lang, spec.train_split)
+    if spec.max_train_examples is not None and len(train_split) > spec.max_train_examples:
+        train_split = train_split.shuffle(seed=0).select(range(spec.max_train_examples))
+    train = _hub_sentences(train_split, spec, where(source_lang, spec.train_split))
+    feature = train_split.features[spec.label_field]
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.ClassLabel):
+        label_names = list(inner.names)
+    else:
+        label_names = label_order({tag for _, tags in train for tag in tags})
+
+    def load(lang: str, split: str) -> datasets.Dataset:
+        sentences = _hub_sentences(_load_hub_split(spec, lang, split), spec, where(lang, split))
+        return _token_dataset(sentences, label_names, where(lang, split))
+
+    return TaskData(
+        name=name,
+        label_names=label_names,
+        text_fields=(WORDS,),
+        source_train=_token_dataset(train, label_names, where(source_lang, spec.train_split)),
+        source_validation=load(source_lang, spec.validation_split),
+        target_test={lang: load(lang, spec.test_split) for lang in target_langs},
+        target_validation={lang: load(lang, spec.target_validation_split) for lang in target_langs if spec.target_validation_split},
+        kind="token",
     )
 
 

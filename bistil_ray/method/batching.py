@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from bistil_ray.method.losses import IGNORE_INDEX
+
 Example = dict[str, list[int] | int]
 
 
@@ -45,8 +47,47 @@ def tokenize_texts(
     return examples
 
 
+def first_subword_positions(encoded, index: int) -> list[int | None]:
+    """For each sub-word position of example `index`, the word it starts, or None (special tokens
+    and the continuation pieces of a word): the word's tag sits on its first sub-word only."""
+    positions: list[int | None] = []
+    previous = None
+    for word in encoded.word_ids(index):
+        positions.append(word if word is not None and word != previous else None)
+        previous = word
+    return positions
+
+
+def encode_words(tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[str]], max_length: int):
+    """Pre-split sentences through the tokenizer (a fast one: only those know which word each
+    sub-word came from)."""
+    if not tokenizer.is_fast:
+        raise ValueError(f"token tasks need a fast tokenizer (got {type(tokenizer).__name__})")
+    return tokenizer([list(sentence) for sentence in words], is_split_into_words=True, truncation=True,
+                     max_length=max_length, padding=False, return_attention_mask=False)  # fmt: skip
+
+
+def tokenize_tagged(
+    tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[str]], tags: Sequence[Sequence[int]], max_length: int
+) -> list[Example]:
+    """Unpadded examples of a token task: `labels` holds each word's tag on its first sub-word and
+    IGNORE_INDEX everywhere else (special tokens, a word's later pieces); words cut off by `max_length` have no position and no label."""
+    encoded = encode_words(tokenizer, words, max_length)
+    examples: list[Example] = []
+    for index in range(len(words)):
+        example: Example = {"input_ids": encoded["input_ids"][index]}
+        if "token_type_ids" in encoded:
+            example["token_type_ids"] = encoded["token_type_ids"][index]
+        positions = first_subword_positions(encoded, index)
+        example["labels"] = [IGNORE_INDEX if word is None else int(tags[index][word]) for word in positions]
+        examples.append(example)
+    return examples
+
+
 def tokenize_dataset(tokenizer, dataset, text_fields: Sequence[str], max_length: int) -> list[Example]:
-    """Examples of a task dataset (columns: text fields and `label`)."""
+    """Examples of a task dataset (columns: text fields and `label`; a token task's: `tokens`, `tags`)."""
+    if "tags" in dataset.column_names:
+        return tokenize_tagged(tokenizer, dataset[text_fields[0]], dataset["tags"], max_length)
     pairs = dataset[text_fields[1]] if len(text_fields) > 1 else None
     return tokenize_texts(tokenizer, dataset[text_fields[0]], max_length, text_pairs=pairs, labels=dataset["label"])
 
@@ -66,7 +107,12 @@ def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.T
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if "token_type_ids" in examples[0]:
         batch["token_type_ids"] = token_type_ids
-    if "labels" in examples[0]:
+    if "labels" in examples[0] and isinstance(examples[0]["labels"], list):
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for row, example in enumerate(examples):
+            labels[row, : len(example["labels"])] = torch.tensor(example["labels"])
+        batch["labels"] = labels
+    elif "labels" in examples[0]:
         batch["labels"] = torch.tensor([example["labels"] for example in examples], dtype=torch.long)
     return batch
 

@@ -1,6 +1,8 @@
-"""Zero-shot evaluation of sequence classifiers, and efficiency measured against the teacher.
+"""Zero-shot evaluation of sequence and token classifiers, and efficiency measured against the
+teacher.
 
-Scores: accuracy and macro-F1. Efficiency: parameter count, size on disk, batch-1 latency and
+Scores: accuracy and macro-F1 for sequence tasks; for token tasks, entity-level F1 (seqeval, exact
+spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data. Efficiency: parameter count, size on disk, batch-1 latency and
 batch-32 throughput, all models timed in one process, interleaved, on the same texts, so that
 background load and CPU frequency changes hit teacher and student alike. Throughput runs over up to
 256 texts in consecutive batches of 32: a single batch pads to its one longest text, and how a
@@ -14,7 +16,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +24,13 @@ from datasets import Dataset
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from bistil_ray.errors import UserInputError
+from bistil_ray.method.batching import encode_words, first_subword_positions
 from bistil_ray.method.training import autocast
 
 THROUGHPUT_BATCH_SIZE = 32
 THROUGHPUT_SAMPLE_SIZE = 256
 LATENCY_SAMPLE_SIZE = 16
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")  # of a tokenizer's output (not its word ids)
 
 # What a user ships to run a saved model; model cards and run metadata do not count.
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -70,6 +74,42 @@ def classification_scores(predictions: np.ndarray, labels: np.ndarray, num_label
     return {"accuracy": float(np.mean(predictions == labels)), "macro_f1": float(f1.mean())}
 
 
+def is_bio(label_names: Sequence[str]) -> bool:
+    """Tags of an entity scheme (O, B-X, I-X): scored by entity F1 rather than per word."""
+    return any(name.startswith("B-") for name in label_names) and all(
+        name == "O" or name.startswith(("B-", "I-")) for name in label_names
+    )
+
+
+def token_scores(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray], label_names: Sequence[str]) -> dict[str, float]:
+    """Token accuracy over every word, and entity-level F1 (seqeval) where the tags are BIO."""
+    if len(predictions) != len(labels) or any(len(p) != len(g) for p, g in zip(predictions, labels)):
+        raise ValueError("predictions and labels differ in sentences or words")
+    if not labels or not sum(len(gold) for gold in labels):
+        raise UserInputError("tags: no words to score")
+    flat_predictions, flat_labels = np.concatenate(predictions), np.concatenate(labels)
+    scores = {"token_accuracy": float(np.mean(flat_predictions == flat_labels))}
+    if is_bio(label_names):
+        from seqeval.metrics import f1_score
+
+        names = list(label_names)
+        scores["entity_f1"] = float(
+            f1_score([[names[i] for i in gold] for gold in labels], [[names[i] for i in guess] for guess in predictions], zero_division=0)
+        )
+    return scores
+
+
+def task_scores(predictions, labels, label_names: Sequence[str]) -> dict[str, Any]:
+    """The scores of a task and its `score`: what the results and the objective hold, named by
+    `metric`. Predictions per sentence (a list of arrays, one id per word) are a token task's."""
+    if isinstance(predictions, list):
+        scores: dict[str, Any] = token_scores(predictions, labels, label_names)
+        metric = "entity_f1" if "entity_f1" in scores else "token_accuracy"
+    else:
+        scores, metric = classification_scores(predictions, labels, len(label_names)), "accuracy"
+    return {**scores, "score": scores[metric], "metric": metric}
+
+
 # --- prediction ------------------------------------------------------------------------------------
 
 
@@ -102,41 +142,68 @@ def predict(
     max_length: int = 128,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> np.ndarray:
-    """Predicted label ids in dataset order, computed on `device` (matrix products in `dtype`).
+) -> np.ndarray | list[np.ndarray]:
+    """Predicted label ids in dataset order, computed on `device` (matrix products in `dtype`); for a
+    token task (a dataset of pre-split `tokens`), one array per sentence with an id per word, read at
+    each word's first sub-word (a word cut off by `max_length` gets the "O" tag, or id 0).
 
     Examples are batched longest first so each batch pads to nearly its own length, then the
     predictions are put back in the original order.
     """
+    columns = _columns(dataset, text_fields)
+    token_task = "tags" in dataset.column_names or bool(columns[0] and isinstance(columns[0][0], list))
     if len(dataset) == 0:
-        return np.zeros(0, dtype=np.int64)
-    encoded = tokenizer(*_columns(dataset, text_fields), truncation=True, max_length=max_length)
+        return [] if token_task else np.zeros(0, dtype=np.int64)
+    if token_task:
+        encoded = encode_words(tokenizer, columns[0], max_length)
+    else:
+        encoded = tokenizer(*columns, truncation=True, max_length=max_length)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
-    predictions = np.empty(len(dataset), dtype=np.int64)
+    predictions: list = [None] * len(dataset)
     model.to(device)
     with evaluation_mode(model), autocast(torch.device(device), dtype):
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            batch = tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in indices], return_tensors="pt")
-            logits = model(**batch.to(device)).logits
-            predictions[indices] = logits.argmax(dim=-1).cpu().numpy()
-    return predictions
+            rows = [{key: encoded[key][i] for key in MODEL_INPUTS if key in encoded} for i in indices]
+            batch = tokenizer.pad(rows, return_tensors="pt")
+            guesses = model(**batch.to(device)).logits.argmax(dim=-1).cpu().numpy()
+            for row, index in enumerate(indices):
+                predictions[index] = guesses[row]
+    if not token_task:
+        return np.asarray(predictions, dtype=np.int64)
+    fallback = getattr(getattr(model, "config", None), "label2id", {}).get("O", 0)  # an ONNX session has no config
+    words = columns[0]
+    per_word = []
+    for index, guesses in enumerate(predictions):
+        sentence = np.full(len(words[index]), fallback, dtype=np.int64)
+        for position, word in enumerate(first_subword_positions(encoded, index)):
+            if word is not None:
+                sentence[word] = guesses[position]
+        per_word.append(sentence)
+    return per_word
 
 
-def evaluate_classifier(
+def gold_labels(dataset: Dataset) -> np.ndarray | list[np.ndarray]:
+    """The dataset's gold ids in the shape `predict` answers in."""
+    if "tags" in dataset.column_names:
+        return [np.asarray(tags, dtype=np.int64) for tags in dataset["tags"]]
+    if "label" not in dataset.column_names:
+        raise UserInputError(f"label: not a column of the dataset ({dataset.column_names})")
+    return np.asarray(dataset["label"])
+
+
+def evaluate_task(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     dataset: Dataset,
     text_fields: list[str],
-    num_labels: int,
+    label_names: Sequence[str],
     **predict_options,
-) -> dict[str, float]:
-    """Accuracy and macro-F1 of `model` on `dataset` (gold labels in its "label" column)."""
-    if "label" not in dataset.column_names:
-        raise UserInputError(f"label: not a column of the dataset ({dataset.column_names})")
-    predictions = predict(model, tokenizer, dataset, text_fields, **predict_options)
-    return classification_scores(predictions, np.asarray(dataset["label"]), num_labels)
+) -> dict[str, Any]:
+    """`task_scores` of `model` on `dataset` (gold ids in its `label` column, or `tags` per word)."""
+    labels = gold_labels(dataset)
+    return task_scores(predict(model, tokenizer, dataset, text_fields, **predict_options), labels, label_names)
 
 
 # --- efficiency ------------------------------------------------------------------------------------

@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -23,15 +26,36 @@ from bistil_ray.errors import UserInputError
 from bistil_ray.method.evaluation import count_parameters
 
 METADATA_FILE = "bistil_ray.json"
-# How a card tells a user to load the student: plain transformers, nothing of this project.
-LOADING_SNIPPET = [
-    "```python",
-    "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-    "",
-    'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
-    'model = AutoModelForSequenceClassification.from_pretrained("path/to/this/directory")',
-    "```",
-]
+# Per task kind (config.TaskKind): the Auto class a model of that kind loads with, and its hub pipeline tag.
+MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
+PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification"}
+
+
+def model_class(kind: str):
+    return MODEL_CLASSES[kind]
+
+
+def task_kind_of(config: PretrainedConfig) -> str:
+    """"token" for a saved token classifier, else "sequence" (from `config.architectures`)."""
+    architectures = getattr(config, "architectures", None) or []
+    return "token" if any(name.endswith("ForTokenClassification") for name in architectures) else "sequence"
+
+
+def task_kind_of_model(model: PreTrainedModel) -> str:
+    return "token" if type(model).__name__.endswith("ForTokenClassification") else "sequence"
+
+
+def loading_snippet(kind: str) -> list[str]:
+    """How a card tells a user to load the student: plain transformers, nothing of this project."""
+    auto_class = MODEL_CLASSES[kind].__name__
+    return [
+        "```python",
+        f"from transformers import {auto_class}, AutoTokenizer",
+        "",
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
+        f'model = {auto_class}.from_pretrained("path/to/this/directory")',
+        "```",
+    ]
 
 
 def _label_config(model: PreTrainedModel, label_names: list[str]) -> None:
@@ -43,7 +67,8 @@ def _label_config(model: PreTrainedModel, label_names: list[str]) -> None:
         raise UserInputError(f"label_names: names repeat ({label_names})")
     model.config.id2label = dict(enumerate(label_names))
     model.config.label2id = {name: index for index, name in enumerate(label_names)}
-    model.config.problem_type = "single_label_classification"
+    if task_kind_of_model(model) == "sequence":
+        model.config.problem_type = "single_label_classification"
 
 
 def _format_score(value: Any) -> str:
@@ -57,7 +82,8 @@ def model_card(model: PreTrainedModel, label_names: list[str], metadata: dict[st
     (a flat mapping of metric name to value).
     """
     languages = [metadata[key] for key in ("source_lang", "target_lang") if key in metadata]
-    front_matter = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
+    kind = task_kind_of_model(model)
+    front_matter = ["---", "library_name: transformers", f"pipeline_tag: {PIPELINE_TAGS[kind]}"]
     if languages:
         front_matter += ["language:", *(f"- {language}" for language in languages)]
     front_matter += ["tags:", "- bistil", "- knowledge-distillation", "---"]
@@ -67,7 +93,7 @@ def model_card(model: PreTrainedModel, label_names: list[str], metadata: dict[st
     lines = [
         "# Bilingual distilled student",
         "",
-        f"A {config.num_hidden_layers}-layer, {config.hidden_size}-hidden {config.model_type} sequence classifier "
+        f"A {config.num_hidden_layers}-layer, {config.hidden_size}-hidden {config.model_type} {kind} classifier "
         f"({count_parameters(model):,} parameters) distilled bilingually (BiStil) for {pair}"
         + (f" from `{metadata['teacher']}`" if "teacher" in metadata else "")
         + (f" on the task `{metadata['task']}`" if "task" in metadata else "")
@@ -78,7 +104,7 @@ def model_card(model: PreTrainedModel, label_names: list[str], metadata: dict[st
     if metadata.get("scores"):
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {_format_score(value)} |" for name, value in metadata["scores"].items()]
-    lines += ["", *LOADING_SNIPPET, "", f"Run metadata: `{METADATA_FILE}`."]
+    lines += ["", *loading_snippet(kind), "", f"Run metadata: `{METADATA_FILE}`."]
     return "\n".join(front_matter + lines) + "\n"
 
 
@@ -122,12 +148,14 @@ def export_student(
 
 
 def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The exported model (in eval mode) and its tokenizer, through the plain Auto classes."""
+    """The exported model (in eval mode) and its tokenizer, through the plain Auto classes: a
+    sequence or a token classifier, as its config says."""
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file():
         raise UserInputError(f"{out_dir}: not an exported model directory (no config.json)")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(out_dir, use_safetensors=True)
+        kind = task_kind_of(AutoConfig.from_pretrained(out_dir))
+        model = MODEL_CLASSES[kind].from_pretrained(out_dir, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(out_dir)
     except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or foreign directory
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -5,8 +5,9 @@ The phase-1 student, with a task head, learns from the task teacher on source-la
   2. the `density` fraction of body entries that moved most (|theta - theta_0|, one global top-k)
      is the lottery ticket; the body is reset to theta_0;
   3. "sparse" stage: `sparse_steps` more, only the ticket's entries move (the head stays dense).
-The best sparse-stage weights by source-validation accuracy are kept. Where the task has a target
-validation set, each evaluation also scores it (`target_validation_accuracy`): a sweep may search or
+The best sparse-stage weights by source-validation score are kept (the task's metric: accuracy, entity F1
+or token accuracy). Where the task has a target
+validation set, each evaluation also scores it (`target_validation_score`): a sweep may search or
 stop trials on it, while the weights kept stay chosen on the source language, as published.
 
 With `target_text_ratio` > 0, that share of steps distils the task teacher's outputs on unlabelled
@@ -25,7 +26,7 @@ from transformers import PreTrainedModel
 
 from bistil_ray.config import Phase2Config
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
-from bistil_ray.method.evaluation import classification_scores
+from bistil_ray.method.evaluation import task_scores
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import LossWeights
 from bistil_ray.method.phase1 import distill_step_loss
@@ -80,7 +81,7 @@ def train_phase2(
     target_validation: Sequence[Example] = (),
     log: Any = print,
 ) -> dict[str, float]:
-    """LT-SFT of `student` (a *ForSequenceClassification holding theta_0) in place.
+    """LT-SFT of `student` (a *ForSequenceClassification or *ForTokenClassification holding theta_0) in place.
     `target_text`: unlabelled target-language examples, used when `target_text_ratio` > 0;
     `target_validation`: labelled target-language examples, scored at every evaluation when given."""
     device = training_device()
@@ -99,7 +100,7 @@ def train_phase2(
         unlabelled_weights = replace(weights, task=0.0)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
     target_validation_batches = fixed_batches(target_validation, 64, pad_token_id) if target_validation else None
-    num_labels = student.config.num_labels
+    label_names = [student.config.id2label[index] for index in range(student.config.num_labels)]
 
     def new_optimizer(steps: int):
         optimizer = make_optimizer(student.named_parameters(), config)
@@ -119,16 +120,18 @@ def train_phase2(
 
     def evaluate(step: int) -> Evaluation:
         predictions, labels = predict_batches(network, validation_batches, device, dtype)
-        scores = classification_scores(predictions, labels, num_labels)
-        metrics = {"source_accuracy": scores["accuracy"], "source_macro_f1": scores["macro_f1"]}
+        scores = task_scores(predictions, labels, label_names)
+        metrics = {"metric": scores["metric"], "source_score": scores["score"]}
+        if "macro_f1" in scores:
+            metrics["source_macro_f1"] = scores["macro_f1"]
         if target_validation_batches is not None:
             predictions, labels = predict_batches(network, target_validation_batches, device, dtype)
-            metrics["target_validation_accuracy"] = classification_scores(predictions, labels, num_labels)["accuracy"]
-        return Evaluation(scores["accuracy"], metrics, f"source acc {scores['accuracy']:.3f}")
+            metrics["target_validation_score"] = task_scores(predictions, labels, label_names)["score"]
+        return Evaluation(scores["score"], metrics, f"source {scores['metric']} {scores['score']:.3f}")
 
     loop = TrainingLoop(
         "phase 2", "phase2", student, network, config.full_steps + config.sparse_steps, config.eval_every, new_optimizer,
-        hooks, ThroughputMeter(device, dtype), "best_source_accuracy",
+        hooks, ThroughputMeter(device, dtype), "best_source_score",
         stages=LotteryTicketStages(body, config.full_steps, config.density), log=log,
     )  # fmt: skip
     return loop.run(train_step, evaluate)

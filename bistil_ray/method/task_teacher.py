@@ -8,7 +8,7 @@ trial. Three recipes (`TaskTeacherConfig.method`):
                `density` share of entries that moved most trains in the second half, so the teacher
                stays close to the pretrained model whose cross-lingual alignment it inherits;
   frozen_body  the encoder stays as pretrained, the pooler and classifier train: a probe.
-The best checkpoint by source-validation accuracy is kept (for lt_sft, of the sparse half).
+The best checkpoint by source-validation score is kept (for lt_sft, of the sparse half).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 
 from bistil_ray.config import TaskTeacherConfig
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
-from bistil_ray.method.evaluation import classification_scores
+from bistil_ray.method.evaluation import task_scores
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.sparse_finetuning import sparsifiable_parameters
 from bistil_ray.method.training import (
@@ -52,7 +52,7 @@ def train_task_teacher(
     pad_token_id: int,
     log: Any = print,
 ) -> dict[str, float]:
-    """Fine-tune `model` (a *ForSequenceClassification) in place; it ends with its best weights."""
+    """Fine-tune `model` (a *ForSequenceClassification or *ForTokenClassification) in place; it ends with its best weights."""
     device = training_device()
     dtype = compute_dtype(device, config.precision)
     rank, world = rank_and_world()
@@ -69,6 +69,7 @@ def train_task_teacher(
     network.train()
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
     validation_batches = fixed_batches(validation, 64, pad_token_id)
+    label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
 
     def new_optimizer(steps: int):
         optimizer = make_optimizer(model.named_parameters(), config)
@@ -83,13 +84,15 @@ def train_task_teacher(
 
     def evaluate(step: int) -> Evaluation:
         predictions, labels = predict_batches(network, validation_batches, device, dtype)
-        scores = classification_scores(predictions, labels, model.config.num_labels)
-        metrics = {"method": config.method, "source_accuracy": scores["accuracy"], "source_macro_f1": scores["macro_f1"]}
-        return Evaluation(scores["accuracy"], metrics, f"source acc {scores['accuracy']:.3f}")
+        scores = task_scores(predictions, labels, label_names)
+        metrics = {"method": config.method, "metric": scores["metric"], "source_score": scores["score"]}
+        if "macro_f1" in scores:
+            metrics["source_macro_f1"] = scores["macro_f1"]
+        return Evaluation(scores["score"], metrics, f"source {scores['metric']} {scores['score']:.3f}")
 
     stages = LotteryTicketStages(body, config.dense_steps, config.density) if config.method == "lt_sft" else None
     loop = TrainingLoop(
         "task teacher", "task_teacher", model, network, config.steps, config.eval_every, new_optimizer, hooks,
-        ThroughputMeter(device, dtype), "best_source_accuracy", stages=stages, log=log,
+        ThroughputMeter(device, dtype), "best_source_score", stages=stages, log=log,
     )  # fmt: skip
     return loop.run(train_step, evaluate)

@@ -29,6 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bistil_ray.config import OptimConfig, Precision
 from bistil_ray.method.hooks import TrainHooks
+from bistil_ray.method.losses import IGNORE_INDEX
 from bistil_ray.method.sparse_finetuning import SparseUpdate, reset_to_initial, select_lottery_ticket, snapshot
 
 
@@ -258,7 +259,8 @@ class ThroughputMeter:
 def predict_batches(
     model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device, dtype: torch.dtype
 ):
-    """(predicted label ids, gold label ids) over labelled batches, as numpy arrays."""
+    """(predicted label ids, gold label ids) over labelled batches: numpy arrays, or for token
+    batches (labels per position) one array per sentence of its labelled positions."""
     was_training = model.training
     model.eval()
     predictions, labels = [], []
@@ -267,10 +269,18 @@ def predict_batches(
         inputs = {key: value for key, value in batch.items() if key != "labels"}
         with autocast(device, dtype):
             logits = model(**inputs).logits
-        predictions.append(logits.argmax(-1).cpu())
-        labels.append(batch["labels"].cpu())
+        guesses, gold = logits.argmax(-1).cpu(), batch["labels"].cpu()
+        if gold.dim() == 2:
+            labelled = gold != IGNORE_INDEX
+            predictions.extend(row[mask].numpy() for row, mask in zip(guesses, labelled))
+            labels.extend(row[mask].numpy() for row, mask in zip(gold, labelled))
+        else:
+            predictions.append(guesses)
+            labels.append(gold)
     model.train(was_training)
-    return torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+    if predictions and isinstance(predictions[0], torch.Tensor):
+        return torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+    return predictions, labels
 
 
 # --- the loop every procedure runs -------------------------------------------------------------------

@@ -38,9 +38,8 @@ from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, TASK_TEACHER, Fingerp
 
 OBJECTIVE = "objective_score"
 SCHEDULER_TIME = "phase2_step"
-# objective -> the key holding it in evaluate_student's result / in phase-2 evaluation metrics
-FINAL_SCORE_KEYS = {"source_validation": "source_score", "target_validation": "target_validation_score"}
-PHASE2_SCORE_KEYS = {"source_validation": "source_accuracy", "target_validation": "target_validation_accuracy"}
+# objective -> the key holding it, the same in evaluate_student's result and phase 2's evaluation metrics
+SCORE_KEYS = {"source_validation": "source_score", "target_validation": "target_validation_score"}
 
 
 def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, teacher_dir: Path, teacher_scores: dict) -> dict:
@@ -126,7 +125,7 @@ class _Trial:
                 group=self.group,
                 progress=self.progress,
                 metrics=self.metrics,
-                report_to_tune=partial(_for_scheduler, PHASE2_SCORE_KEYS[objective]) if use_scheduler else None,
+                report_to_tune=partial(_for_scheduler, SCORE_KEYS[objective]) if use_scheduler else None,
             )
         return final
 
@@ -172,7 +171,7 @@ def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) 
     trial.enter("evaluation")
     teacher_scores = artifacts["teacher_scores"].metrics
     evaluation = run_task(evaluate_on_worker, pipeline, run, student, paths["task_teacher"], teacher_scores, group=group)
-    objective_key = FINAL_SCORE_KEYS[sweep.objective.score]
+    objective_key = SCORE_KEYS[sweep.objective.score]
     if evaluation.get(objective_key) is None:
         raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {objective_key}")
 

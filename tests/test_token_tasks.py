@@ -1,0 +1,239 @@
+"""Token tasks (NER, POS): the file readers, first-sub-word label alignment on WordPiece and
+sentencepiece, the metrics, and a tiny token pair end to end through `run` to a student that plain
+transformers loads and that predicts the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from datasets import Dataset
+from tiny_task import tiny_teacher
+from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification
+
+from bistil_ray.config import TaskSpec
+from bistil_ray.data.tasks import load_task
+from bistil_ray.data.token_files import tagged_sentences
+from bistil_ray.errors import UserInputError
+from bistil_ray.method.batching import IGNORE_INDEX, collate, tokenize_tagged
+from bistil_ray.method.evaluation import evaluate_task, predict, task_scores
+from bistil_ray.method.export import load_exported
+from bistil_ray.run import main as run_main
+
+CONLLU = """# sent_id = 1
+# text = Anna lives in Paris.
+1\tAnna\tAnna\tPROPN\t_\t_\t2\tnsubj\t_\t_
+2\tlives\tlive\tVERB\t_\t_\t0\troot\t_\t_
+3-4\tinto\t_\t_\t_\t_\t_\t_\t_\t_
+3\tin\tin\tADP\t_\t_\t5\tcase\t_\t_
+4\tto\tto\tADP\t_\t_\t5\tcase\t_\t_
+5\tParis\tParis\tPROPN\t_\t_\t2\tobl\t_\t_
+5.1\tgone\t_\t_\t_\t_\t_\t_\t_\t_
+
+1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- readers ---------------------------------------------------------------------------------------
+
+
+def test_conllu_reads_forms_and_upos_without_ranges_or_empty_nodes(tmp_path: Path):
+    path = write(tmp_path / "train.conllu", CONLLU)
+    assert tagged_sentences(path, "tokens", "tags") == [
+        (["Anna", "lives", "in", "to", "Paris"], ["PROPN", "VERB", "ADP", "ADP", "PROPN"]),
+        (["Hello"], ["INTJ"]),
+    ]
+    assert tagged_sentences(path, "tokens", "deprel")[1] == (["Hello"], ["root"])
+
+
+def test_conll_and_jsonl_read_words_and_tags(tmp_path: Path):
+    conll = write(tmp_path / "train.conll", "-DOCSTART-\t-X-\tO\n\nEU\tNNP\tB-ORG\nrejects\tVBZ\tO\n\nPeter\tNNP\tB-PER\n")
+    assert tagged_sentences(conll, "tokens", "tags") == [(["EU", "rejects"], ["B-ORG", "O"]), (["Peter"], ["B-PER"])]
+    jsonl = write(tmp_path / "test.jsonl", json.dumps({"tokens": ["Berlin", "ruft"], "tags": ["B-LOC", "O"]}) + "\n")
+    assert tagged_sentences(jsonl, "tokens", "tags") == [(["Berlin", "ruft"], ["B-LOC", "O"])]
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("a.jsonl", json.dumps({"tokens": ["a", "b"], "tags": ["O"]}) + "\n", "row 1: 2 words but 1 tags"),
+        ("a.jsonl", json.dumps({"tokens": "a b", "tags": ["O", "O"]}) + "\n", "column 'tokens' must hold a non-empty list"),
+        ("a.jsonl", json.dumps({"words": ["a"], "tags": ["O"]}) + "\n", "no column 'tokens'"),
+        ("a.jsonl", json.dumps({"tokens": ["a"], "tags": [[1]]}) + "\n", "not a class name or id"),
+        ("a.conll", "EU B-ORG\n", "not CoNLL"),
+        ("a.conll", "EU\n", "a word and its tag per line"),
+        ("a.conllu", "1\tAnna\n", "without a UPOS tag"),
+        ("a.conllu", "# only a comment\n", "sentence 1 has no words"),
+        ("a.conll", "\n\n", "no sentences"),
+        ("a.txt", "EU\tO\n", "unknown extension"),
+        ("a.conll", "\xff", "not UTF-8"),
+    ],
+)
+def test_bad_token_files_are_one_line_errors_naming_the_file(tmp_path: Path, name: str, text: str, expected: str):
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode("utf-8"))
+    with pytest.raises(UserInputError, match=expected) as raised:
+        tagged_sentences(path, "tokens", "tags")
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_tag_missing_from_the_source_train_split_is_refused(tmp_path: Path):
+    train = write(tmp_path / "train.conll", "Anna\tB-PER\nlives\tO\n")
+    test = write(tmp_path / "test.conll", "Berlin\tB-LOC\n")
+    spec = TaskSpec(files={"kind": "token", "train": train, "validation": train, "test": {"de": test}})
+    with pytest.raises(UserInputError, match="test.conll: tags not in the source train split: B-LOC"):
+        load_task(spec, "en", ["de"])
+
+
+# --- alignment -------------------------------------------------------------------------------------
+
+
+def check_first_subword_alignment(tokenizer, words: list[str], tags: list[int]) -> None:
+    (example,) = tokenize_tagged(tokenizer, [words], [tags], max_length=64)
+    encoded = tokenizer([words], is_split_into_words=True)
+    word_ids = encoded.word_ids(0)
+    seen = set()
+    for position, word in enumerate(word_ids):
+        if word is None or word in seen:
+            assert example["labels"][position] == IGNORE_INDEX
+        else:
+            seen.add(word)
+            assert example["labels"][position] == tags[word]
+    assert seen == set(range(len(words)))
+    assert sum(label != IGNORE_INDEX for label in example["labels"]) == len(words)
+
+
+def test_labels_sit_on_the_first_subword_of_each_word_wordpiece(tmp_path: Path):
+    teacher = tiny_teacher(tmp_path / "teacher", ["anna", "lives", "in", "par", "##is", "##ian"])
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    words = ["Anna", "lives", "in", "Parisian", "Paris"]
+    assert len(tokenizer([words], is_split_into_words=True)["input_ids"][0]) > len(words) + 2  # some words split
+    check_first_subword_alignment(tokenizer, words, [1, 0, 0, 2, 2])
+
+
+def test_labels_sit_on_the_first_subword_of_each_word_sentencepiece(e5_teacher_dir: Path):
+    tokenizer = AutoTokenizer.from_pretrained(e5_teacher_dir)
+    words = ["Konstantinopel", "ist", "eine", "Stadtverwaltungsreform", "."]
+    assert len(tokenizer([words], is_split_into_words=True)["input_ids"][0]) > len(words) + 2
+    check_first_subword_alignment(tokenizer, words, [3, 0, 0, 1, 0])
+
+
+def test_truncated_words_have_no_label_and_padding_is_ignored(tmp_path: Path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher(tmp_path / "teacher", ["a", "b"]))
+    short, long = tokenize_tagged(tokenizer, [["a"], ["a", "b", "a", "b", "a"]], [[1], [1, 0, 1, 0, 1]], max_length=4)
+    assert long["labels"] == [IGNORE_INDEX, 1, 0, IGNORE_INDEX]  # [CLS] a b [SEP]: the rest cut off
+    batch = collate([short, long], tokenizer.pad_token_id)
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 1, IGNORE_INDEX, IGNORE_INDEX], long["labels"]]
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def test_bio_tags_are_scored_by_entity_f1_and_other_tags_by_token_accuracy():
+    names = ["B-LOC", "B-PER", "I-PER", "O"]
+    gold = [np.array([1, 2, 3, 0]), np.array([3, 0])]
+    guess = [np.array([1, 3, 3, 0]), np.array([3, 0])]  # "Anna Schmidt" cut short: 2 of 3 entities right
+    scores = task_scores(guess, gold, names)
+    assert scores["metric"] == "entity_f1" and scores["score"] == pytest.approx(2 / 3)  # P 2/3, R 2/3
+    assert scores["token_accuracy"] == pytest.approx(5 / 6)
+    pos = task_scores(guess, gold, ["ADJ", "NOUN", "PROPN", "VERB"])
+    assert pos["metric"] == "token_accuracy" and pos["score"] == pytest.approx(5 / 6)
+
+
+def test_predict_answers_one_tag_per_word_read_at_its_first_subword(tmp_path: Path):
+    teacher = tiny_teacher(tmp_path / "teacher", ["anna", "par", "##is"])
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    torch.manual_seed(0)
+    model = BertForTokenClassification(BertConfig.from_pretrained(teacher, num_labels=3)).eval()
+    words = [["anna", "paris"], ["paris"]]
+    predicted = predict(model, tokenizer, Dataset.from_dict({"tokens": words}), ["tokens"])
+    encoded = tokenizer(words[0], is_split_into_words=True, return_tensors="pt")
+    logits = model(**encoded).logits[0]
+    assert predicted[0].tolist() == [int(logits[1].argmax()), int(logits[2].argmax())]  # [CLS] anna par ##is [SEP]
+    assert [len(sentence) for sentence in predicted] == [2, 1]
+    scores = evaluate_task(model, tokenizer, Dataset.from_dict({"tokens": words, "tags": [[0, 1], [2]]}), ["tokens"], ["A", "B", "C"])
+    assert scores["metric"] == "token_accuracy" and 0 <= scores["score"] <= 1
+
+
+# --- end to end --------------------------------------------------------------------------------------
+
+ENGLISH = {"anna": "B-PER", "peter": "B-PER", "paris": "B-LOC", "berlin": "B-LOC"}
+FILLER = {"en": ["lives", "in", "visits", "and"], "de": ["wohnt", "in", "besucht", "und"]}
+
+
+def ner_sentences(lang: str, count: int) -> list[tuple[list[str], list[str]]]:
+    names, filler = list(ENGLISH), FILLER[lang]
+    sentences = []
+    for index in range(count):
+        words = [names[index % 4], filler[index % 4], filler[(index + 1) % 4], names[(index + 1) % 4]]
+        sentences.append((words, [ENGLISH.get(word, "O") for word in words]))
+    return sentences
+
+
+def token_task_files(folder: Path) -> dict:
+    """English CoNLL train and validation, German jsonl test and CoNLL target validation (names are
+    the entities, the same in both languages), and phase-1 text for both languages."""
+    folder.mkdir()
+
+    def conll(name: str, sentences) -> str:
+        return str(write(folder / name, "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(*s)) for s in sentences) + "\n"))
+
+    test = folder / "test-de.jsonl"
+    test.write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in ner_sentences("de", 12)))
+    corpora = {}
+    for lang in ("en", "de"):
+        text = folder / f"{lang}.txt"
+        text.write_text("\n".join(" ".join(words) for words, _ in ner_sentences(lang, 80)))
+        corpora[lang] = {"file": str(text)}
+    return {
+        "task": {"files": {
+            "kind": "token", "train": conll("train.conll", ner_sentences("en", 40)),
+            "validation": conll("validation.conll", ner_sentences("en", 8)),
+            "test": {"de": str(test)}, "target_validation": {"de": conll("validation-de.conll", ner_sentences("de", 8))},
+        }},
+        "corpora": corpora,
+    }  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_a_token_pair_trains_exports_and_reloads_with_plain_transformers(tmp_path: Path):
+    words = [*ENGLISH, *FILLER["en"], *FILLER["de"]]
+    teacher = tiny_teacher(tmp_path / "teacher", words)
+    settings = {
+        **token_task_files(tmp_path / "files"), "teacher": str(teacher), "source_lang": "en", "target_lang": "de",
+        "output_dir": str(tmp_path / "out"),
+        "task_teacher": {"steps": 30, "eval_every": 10, "batch_size": 8, "lr": 3e-3},
+        "vocabulary": {"word_frequencies": False},
+        "student": {"layers": 2},
+        "phase1": {"steps": 4, "eval_every": 2, "batch_size": 8, "validation_sentences": 8},
+        "phase2": {"full_steps": 10, "sparse_steps": 10, "eval_every": 5, "batch_size": 8, "lr": 3e-3, "target_text_ratio": 0.25},
+    }  # fmt: skip
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    run_main([str(config)])
+
+    result = json.loads((tmp_path / "out" / "en-de" / "result.json").read_text())
+    assert result["metric"] == "entity_f1" and 0 <= result["target_score"] <= 1
+    assert result["teacher_target_score"] > 0.5  # the teacher learnt the task: the names are the entities
+    assert result["target_macro_f1"] is None
+    student_dir = tmp_path / "out" / "en-de" / "student"
+    assert json.loads((student_dir / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+    assert "AutoModelForTokenClassification" in (student_dir / "README.md").read_text()
+
+    plain = AutoModelForTokenClassification.from_pretrained(student_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    ours, _ = load_exported(student_dir)
+    test = Dataset.from_dict({"tokens": [words for words, _ in ner_sentences("de", 12)]})
+    assert [p.tolist() for p in predict(plain, tokenizer, test, ["tokens"])] == [p.tolist() for p in predict(ours, tokenizer, test, ["tokens"])]
+    encoded = tokenizer([["anna", "wohnt", "in", "berlin"]], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(plain(**encoded).logits, ours(**encoded).logits)
