@@ -313,3 +313,85 @@ def test_every_format_and_kind_is_covered():
     assert {"missing_label_column", "extra_columns", "duplicated_column"} <= kinds
     assert all(any(kind == param.values[1] for param in TABLE_PARAMS) for kind in TABLES)
     assert len(TABLE_PARAMS) >= 80
+
+
+# --- token-labelled files (kind: token) ---------------------------------------------------------------
+
+TOKEN_FORMATS = ("conll", "conllu", "jsonl")
+GOOD_SENTENCES = [(["Anna", "lives"], ["B-PER", "O"]), (["Paris"], ["B-LOC"])]
+
+
+def token_file(kind: str, sentences: list[tuple[list, list]]) -> str:
+    if kind == "jsonl":
+        return "".join(json.dumps({"tokens": words, "tags": tags}, ensure_ascii=False) + "\n" for words, tags in sentences)
+    if kind == "conll":
+        return "\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(words, tags)) for words, tags in sentences) + "\n"
+    return "\n\n".join(
+        "\n".join(f"{i}\t{w}\t_\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(words, tags), 1)) for words, tags in sentences
+    ) + "\n"  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenCase:
+    """A token train file: `make(kind)` its bytes; `refused`: format -> part of the message, None
+    where that format accepts the file and must read `expected` (words, tags) back."""
+
+    id: str
+    refused: dict[str, str | None]
+    make: Callable[[str], bytes]
+    expected: list[tuple[list[str], list[str]]] | None = None
+
+
+def each(text: str | None) -> dict[str, str | None]:
+    return {kind: text for kind in TOKEN_FORMATS}
+
+
+TOKEN_CASES = [
+    TokenCase("good", each(None), lambda kind: token_file(kind, GOOD_SENTENCES).encode(), GOOD_SENTENCES),
+    TokenCase("utf8_bom", each(None), lambda kind: token_file(kind, GOOD_SENTENCES).encode("utf-8-sig"), GOOD_SENTENCES),
+    TokenCase("a_10_mb_word", each(None), lambda kind: token_file(kind, [([LONG.replace(" ", "")], ["O"])]).encode(),
+              [([LONG.replace(" ", "")], ["O"])]),  # fmt: skip
+    TokenCase("empty", {"conll": "no sentences", "conllu": "no sentences", "jsonl": "empty file"}, lambda kind: b""),
+    TokenCase("utf16", each("not UTF-8 text"), lambda kind: token_file(kind, GOOD_SENTENCES).encode("utf-16")),
+    TokenCase("utf16_without_bom", each("NUL bytes"), lambda kind: token_file(kind, GOOD_SENTENCES).encode("utf-16-le")),
+    TokenCase("invalid_bytes", each("not UTF-8 text"), lambda kind: token_file(kind, [(["caf\xe9"], ["O"])]).encode("latin-1")),
+    TokenCase("space_separated", {"conll": "a word and its tag per line, tab-separated", "conllu": "not CoNLL-U"},
+              lambda kind: b"Anna B-PER\nlives O\n"),  # fmt: skip
+    TokenCase("missing_tag", {"conllu": "without a UPOS tag"}, lambda kind: b"1\tAnna\t_\t_\t_\t_\t0\tdep\t_\t_\n"),
+    TokenCase("more_words_than_tags", {"jsonl": "2 words but 1 tags"}, lambda kind: b'{"tokens": ["a", "b"], "tags": ["O"]}\n'),
+    TokenCase("null_word", {"jsonl": "no text in column 'tokens'"}, lambda kind: b'{"tokens": [null], "tags": ["O"]}\n'),
+    TokenCase("nested_tag", {"jsonl": "holds a list, not a class name or id"}, lambda kind: b'{"tokens": ["a"], "tags": [["O"]]}\n'),
+    TokenCase("words_as_text", {"jsonl": "must hold a non-empty list"}, lambda kind: b'{"tokens": "a b", "tags": ["O", "O"]}\n'),
+    TokenCase("no_words", {"jsonl": "must hold a non-empty list"}, lambda kind: b'{"tokens": [], "tags": []}\n'),
+    TokenCase("numeric_tags", {"jsonl": None}, lambda kind: b'{"tokens": ["a", "b"], "tags": [1, 0]}\n', [(["a", "b"], ["1", "0"])]),
+]
+TOKEN_PARAMS = [pytest.param(case, kind, id=f"{case.id}-{kind}") for case in TOKEN_CASES for kind in TOKEN_FORMATS if kind in case.refused]
+
+
+@pytest.mark.parametrize("case, kind", TOKEN_PARAMS)
+def test_token_file(case: TokenCase, kind: str, tmp_path: Path, capfd):
+    train = tmp_path / f"train.{kind}"
+    train.write_bytes(case.make(kind))
+    settings = sweep_settings(tmp_path / "inputs", train)
+    settings["task"]["files"]["kind"] = "token"
+    code, lines = dry_run(tmp_path, settings, capfd)
+    expected = case.refused[kind]
+    if expected is not None:
+        assert_refused(code, lines, train, expected)
+        return
+    assert code == 0, lines
+    task = load_task(TaskSpec.model_validate(settings["task"]), "en", ["de"])
+    rows = [(words, [task.label_names[tag] for tag in tags]) for words, tags in zip(task.source_train["tokens"], task.source_train["tags"])]
+    assert rows == case.expected
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=lambda case: case.id)
+def test_token_file_path(case: PathCase, tmp_path: Path, monkeypatch, capfd):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    good = inputs / "good.conll"
+    good.write_text(token_file("conll", GOOD_SENTENCES))
+    settings = sweep_settings(inputs, good)
+    settings["task"]["files"].update(kind="token", train=str(case.make(inputs, monkeypatch)))
+    code, lines = dry_run(tmp_path, settings, capfd)
+    assert_refused(code, lines, Path(settings["task"]["files"]["train"]), case.expected)

@@ -33,10 +33,10 @@ Sentence = tuple[list[str], list[str]]
 def tagged_sentences(path: Path, words_field: str, tags_field: str) -> list[Sentence]:
     """(words, tag names) per sentence of `path`; at least one sentence, each with one tag per word."""
     path = Path(path)
+    check_readable_file(path)
     suffix = path.suffix.lower()
     if suffix not in TOKEN_FORMATS:
         raise UserInputError(f"{path}: unknown extension '{path.suffix}' for a token task (use {', '.join(TOKEN_FORMATS)})")
-    check_readable_file(path)
     if suffix == ".conllu":
         sentences = _conllu_sentences(path, DEFAULT_CONLLU_TAG if tags_field == "tags" else tags_field)
     elif suffix == ".conll":
