@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not e2e and not ray"
+	$(PY) -m pytest -q tests/unit
 
 # Every benchmark, one after another, into bench/results (see bench/README.md); on a quiet machine.
 # sweep_reuse reads the demo sweep's results, so the demo runs first unless it already has.

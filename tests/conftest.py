@@ -1,14 +1,31 @@
-"""Fixtures shared by every test module (a Ray cluster, tiny and offline teachers), and how the test
-process ends. Helpers that are not fixtures live in modules of their own (`sweep_fakes`,
-`tiny_task`, `tiny_students`, `fixtures_teacher`), imported by name."""
+"""Fixtures shared by every test module (a Ray cluster, tiny and offline teachers), the markers each
+kind of test gets from its folder, and how the test process ends. Helpers that are not fixtures live
+in modules of their own beside this file (`sweep_fakes`, `tiny_task`, `tiny_token_task`,
+`tiny_students`, `fixtures_teacher`, `run_cli`, `storage_faults`), imported by name.
+
+    tests/unit  one module, function or reader at a time, on tiny random models: seconds each
+    tests/ray   tests that start a local Ray cluster (marker `ray`)
+    tests/e2e   the pipeline end to end, on the offline teacher or a tiny one (marker `e2e`)
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from fixtures_teacher import e5_teacher_dir, offline_hub, tiny_bert_dir  # noqa: F401  (fixtures for every module)
+
+
+KINDS = ("ray", "e2e")  # the folders whose tests carry a marker of the folder's name
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        kind = Path(item.fspath).parent.name
+        if kind in KINDS:
+            item.add_marker(kind)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 4-layer BERT with a WordPiece vocabulary of given words, and an English -> German topic task of
 three topics written in three words each.
 
-Import them by name: `from tiny_task import files_task, tiny_teacher`.
+Import them by name: `from tiny_task import TINY_SETTINGS, files_task, tiny_teacher`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,17 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOPICS = {"food": ["bread", "soup", "apple"], "money": ["bank", "coin", "price"], "sports": ["ball", "goal", "team"]}
 GERMAN = {"bread": "brot", "soup": "suppe", "apple": "apfel", "bank": "bank", "coin": "münze", "price": "preis",
           "ball": "ball", "goal": "tor", "team": "mannschaft"}  # fmt: skip
+
+
+# Every phase a few steps on the tiny teacher and task: the pipeline end to end in seconds.
+TINY_SETTINGS = {
+    "source_lang": "en",
+    "task_teacher": {"steps": 4, "eval_every": 2, "batch_size": 8, "lr": 1e-3},
+    "vocabulary": {"word_frequencies": False},
+    "student": {"layers": 2},
+    "phase1": {"steps": 2, "eval_every": 2, "batch_size": 8, "validation_sentences": 8},
+    "phase2": {"full_steps": 2, "sparse_steps": 2, "eval_every": 2, "batch_size": 8, "lr": 1e-3},
+}
 
 
 def tiny_teacher(folder: Path, words: list[str]) -> Path:

@@ -1,6 +1,5 @@
-"""Token tasks (NER, POS): the file readers, first-sub-word label alignment on WordPiece and
-sentencepiece, the metrics, and a tiny token pair end to end through `run` to a student that plain
-transformers loads and that predicts the same."""
+"""Token tasks (NER, POS): the file readers, a WikiANN-shaped hub dataset, first-sub-word label
+alignment on WordPiece, and the metrics (entity F1 for BIO tags, token accuracy otherwise)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,8 @@ import torch
 import yaml
 from datasets import Dataset
 from tiny_task import tiny_teacher
-from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForTokenClassification
+from tiny_token_task import check_first_subword_alignment, write
+from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
 from bistil_ray.config import TaskSpec
 from bistil_ray.data.tasks import load_task
@@ -22,8 +22,6 @@ from bistil_ray.data.token_files import tagged_sentences
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.batching import IGNORE_INDEX, collate, tokenize_tagged
 from bistil_ray.method.evaluation import evaluate_task, predict, task_scores
-from bistil_ray.method.export import load_exported
-from bistil_ray.run import main as run_main
 
 CONLLU = """# sent_id = 1
 # text = Anna lives in Paris.
@@ -37,14 +35,6 @@ CONLLU = """# sent_id = 1
 
 1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_
 """
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-# --- readers ---------------------------------------------------------------------------------------
 
 
 def test_conllu_reads_forms_and_upos_without_ranges_or_empty_nodes(tmp_path: Path):
@@ -133,24 +123,6 @@ def test_hub_token_task_from_a_wikiann_shaped_dataset(wikiann_dir: Path):
         load_task(TaskSpec(hub={**hub, "label_field": "tags"}), "en", ["de"])
 
 
-# --- alignment -------------------------------------------------------------------------------------
-
-
-def check_first_subword_alignment(tokenizer, words: list[str], tags: list[int]) -> None:
-    (example,) = tokenize_tagged(tokenizer, [words], [tags], max_length=64)
-    encoded = tokenizer([words], is_split_into_words=True)
-    word_ids = encoded.word_ids(0)
-    seen = set()
-    for position, word in enumerate(word_ids):
-        if word is None or word in seen:
-            assert example["labels"][position] == IGNORE_INDEX
-        else:
-            seen.add(word)
-            assert example["labels"][position] == tags[word]
-    assert seen == set(range(len(words)))
-    assert sum(label != IGNORE_INDEX for label in example["labels"]) == len(words)
-
-
 def test_labels_sit_on_the_first_subword_of_each_word_wordpiece(tmp_path: Path):
     teacher = tiny_teacher(tmp_path / "teacher", ["anna", "lives", "in", "par", "##is", "##ian"])
     tokenizer = AutoTokenizer.from_pretrained(teacher)
@@ -159,22 +131,12 @@ def test_labels_sit_on_the_first_subword_of_each_word_wordpiece(tmp_path: Path):
     check_first_subword_alignment(tokenizer, words, [1, 0, 0, 2, 2])
 
 
-def test_labels_sit_on_the_first_subword_of_each_word_sentencepiece(e5_teacher_dir: Path):
-    tokenizer = AutoTokenizer.from_pretrained(e5_teacher_dir)
-    words = ["Konstantinopel", "ist", "eine", "Stadtverwaltungsreform", "."]
-    assert len(tokenizer([words], is_split_into_words=True)["input_ids"][0]) > len(words) + 2
-    check_first_subword_alignment(tokenizer, words, [3, 0, 0, 1, 0])
-
-
 def test_truncated_words_have_no_label_and_padding_is_ignored(tmp_path: Path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher(tmp_path / "teacher", ["a", "b"]))
     short, long = tokenize_tagged(tokenizer, [["a"], ["a", "b", "a", "b", "a"]], [[1], [1, 0, 1, 0, 1]], max_length=4)
     assert long["labels"] == [IGNORE_INDEX, 1, 0, IGNORE_INDEX]  # [CLS] a b [SEP]: the rest cut off
     batch = collate([short, long], tokenizer.pad_token_id)
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 1, IGNORE_INDEX, IGNORE_INDEX], long["labels"]]
-
-
-# --- metrics ---------------------------------------------------------------------------------------
 
 
 def test_bio_tags_are_scored_by_entity_f1_and_other_tags_by_token_accuracy():
@@ -201,87 +163,3 @@ def test_predict_answers_one_tag_per_word_read_at_its_first_subword(tmp_path: Pa
     assert [len(sentence) for sentence in predicted] == [2, 1]
     scores = evaluate_task(model, tokenizer, Dataset.from_dict({"tokens": words, "tags": [[0, 1], [2]]}), ["tokens"], ["A", "B", "C"])
     assert scores["metric"] == "token_accuracy" and 0 <= scores["score"] <= 1
-
-
-# --- end to end --------------------------------------------------------------------------------------
-
-ENTITIES = {"anna": "B-PER", "peter": "B-PER", "paris": "B-LOC", "berlin": "B-LOC"}
-FILLER = {"en": ["lives", "in", "visits", "and"], "de": ["wohnt", "in", "besucht", "und"]}
-UPOS = dict(zip(FILLER["en"] + FILLER["de"], ["VERB", "ADP", "VERB", "CCONJ"] * 2))
-
-
-def tagged(lang: str, count: int, scheme: str) -> list[tuple[list[str], list[str]]]:
-    """Sentences of names (the entities, the same in both languages) and filler words, with BIO
-    (`ner`) or UPOS (`pos`) tags."""
-    names, filler = list(ENTITIES), FILLER[lang]
-    sentences = []
-    for index in range(count):
-        words = [names[index % 4], filler[index % 4], filler[(index + 1) % 4], names[(index + 1) % 4]]
-        tags = [ENTITIES.get(word, "O") if scheme == "ner" else UPOS.get(word, "PROPN") for word in words]
-        sentences.append((words, tags))
-    return sentences
-
-
-def token_task_files(folder: Path, scheme: str) -> dict:
-    """English train and validation (CoNLL for NER, CoNLL-U for POS), German jsonl test and target
-    validation in the layout of the train file, and phase-1 text for both languages."""
-    folder.mkdir()
-    suffix = ".conll" if scheme == "ner" else ".conllu"
-
-    def write_split(name: str, sentences) -> str:
-        if suffix == ".conll":
-            blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(*sentence)) for sentence in sentences]
-        else:
-            blocks = ["\n".join(f"{i}\t{w}\t_\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(zip(*sentence), 1)) for sentence in sentences]
-        return str(write(folder / f"{name}{suffix}", "\n\n".join(blocks) + "\n"))
-
-    test = folder / "test-de.jsonl"
-    test.write_text("".join(json.dumps({"tokens": w, "tags": t}) + "\n" for w, t in tagged("de", 12, scheme)))
-    corpora = {}
-    for lang in ("en", "de"):
-        text = folder / f"{lang}.txt"
-        text.write_text("\n".join(" ".join(words) for words, _ in tagged(lang, 80, scheme)))
-        corpora[lang] = {"file": str(text)}
-    return {
-        "task": {"files": {
-            "kind": "token", "train": write_split("train", tagged("en", 40, scheme)),
-            "validation": write_split("validation", tagged("en", 8, scheme)),
-            "test": {"de": str(test)}, "target_validation": {"de": write_split("validation-de", tagged("de", 8, scheme))},
-        }},
-        "corpora": corpora,
-    }  # fmt: skip
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("scheme, metric", [("ner", "entity_f1"), ("pos", "token_accuracy")])
-def test_a_token_pair_trains_exports_and_reloads_with_plain_transformers(tmp_path: Path, scheme: str, metric: str):
-    teacher = tiny_teacher(tmp_path / "teacher", [*ENTITIES, *FILLER["en"], *FILLER["de"]])
-    settings = {
-        **token_task_files(tmp_path / "files", scheme), "teacher": str(teacher), "source_lang": "en", "target_lang": "de",
-        "output_dir": str(tmp_path / "out"),
-        "task_teacher": {"steps": 30, "eval_every": 10, "batch_size": 8, "lr": 3e-3},
-        "vocabulary": {"word_frequencies": False},
-        "student": {"layers": 2},
-        "phase1": {"steps": 4, "eval_every": 2, "batch_size": 8, "validation_sentences": 8},
-        "phase2": {"full_steps": 10, "sparse_steps": 10, "eval_every": 5, "batch_size": 8, "lr": 3e-3, "target_text_ratio": 0.25},
-    }  # fmt: skip
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(settings))
-    run_main([str(config)])
-
-    result = json.loads((tmp_path / "out" / "en-de" / "result.json").read_text())
-    assert result["metric"] == metric and 0 <= result["target_score"] <= 1
-    assert result["teacher_source_score"] > 0.5  # the teacher learnt the task
-    assert result["target_macro_f1"] is None
-    student_dir = tmp_path / "out" / "en-de" / "student"
-    assert json.loads((student_dir / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
-    assert "AutoModelForTokenClassification" in (student_dir / "README.md").read_text()
-
-    plain = AutoModelForTokenClassification.from_pretrained(student_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    ours, _ = load_exported(student_dir)
-    test = Dataset.from_dict({"tokens": [words for words, _ in tagged("de", 12, scheme)]})
-    assert [p.tolist() for p in predict(plain, tokenizer, test, ["tokens"])] == [p.tolist() for p in predict(ours, tokenizer, test, ["tokens"])]
-    encoded = tokenizer([["anna", "wohnt", "in", "berlin"]], is_split_into_words=True, return_tensors="pt")
-    with torch.no_grad():
-        assert torch.equal(plain(**encoded).logits, ours(**encoded).logits)

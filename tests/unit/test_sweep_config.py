@@ -14,7 +14,7 @@ from bistil_ray.orchestration.search_space import DIMENSIONS, SearchSpace
 from bistil_ray.orchestration.sweep_config import SweepConfig, load_sweep
 from bistil_ray.sweep import main
 
-SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 MINIMAL = {"name": "t", "target_langs": ["de", "fr"]}
 
@@ -168,7 +168,7 @@ def test_cli_rejects_remote_storage_and_missing_file(tmp_path, capsys):
 def test_each_pair_of_the_demo_draws_both_depths():
     from bistil_ray.orchestration.tuning import PairwiseSearch
 
-    sweep = load_sweep(Path(__file__).parents[1] / "sweeps" / "demo.yaml")
+    sweep = load_sweep(SWEEPS / "demo.yaml")
     search = PairwiseSearch(sweep)
     draws = [search.suggest(f"trial-{index}") for index in range(sweep.total_trials)]
     for target in sweep.target_langs:

@@ -19,7 +19,7 @@ from bistil_ray.orchestration import driver
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.train_runner import TRIAL_DRIVER
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_FILES = [REPO / "cluster.yaml", REPO / "examples" / "cluster-local.yaml"]
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pytest
 
-from bistil_ray.orchestration.failures import is_deterministic, one_line
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from sweep_fakes import fake_pipeline, small_teacher
@@ -54,18 +53,6 @@ def injecting_pipeline(attempts_log, markers):
     return pipeline
 
 
-def test_classification_of_errors():
-    assert is_deterministic(KeyError("x")) and is_deterministic(ValueError("bad"))
-    assert is_deterministic(RuntimeError("size mismatch for bert.embeddings.word_embeddings.weight"))
-    assert not is_deterministic(RuntimeError("[gloo] Connection closed by peer"))
-    assert not is_deterministic(MemoryError()) and not is_deterministic(OSError(28, "No space left on device"))
-    import ray.exceptions
-
-    assert not is_deterministic(ray.exceptions.WorkerCrashedError())
-    assert one_line(KeyError("target_score")) == "KeyError: 'target_score'"
-
-
-@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_only_failures_a_retry_can_change_are_retried(tmp_path, cluster):
     from bistil_ray.orchestration.driver import run_sweep

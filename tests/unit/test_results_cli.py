@@ -17,7 +17,7 @@ from bistil_ray.orchestration.sweep_config import SweepConfig, load_sweep
 from bistil_ray.reference import reference_markdown
 from bistil_ray.results import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONSTANTS = {"sweep": "demo", "source_lang": "en", "teacher": "builtin:multilingual-e5-small", "task": "chatterbot"}
 TEACHER = {"teacher_target_score": 0.80, "teacher_params": 117_000_000, "teacher_latency_ms": 9.0}
 

@@ -25,7 +25,7 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from sweep_fakes import fake_pipeline, small_teacher
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # the helper modules, for the subprocess
 POLL_S = 0.2
 
 
@@ -42,7 +42,6 @@ def tiny_sweep(name: str, teacher: str, target_langs: list[str], trials_per_pair
     )
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_two_trials_run_on_two_nodes_and_share_the_artifacts(tmp_path):
     from ray.cluster_utils import Cluster
@@ -127,7 +126,6 @@ def driver_log(paths: SweepPaths) -> str:
     return (paths.storage / "driver.log").read_text()[-3000:]
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_a_sweep_killed_twice_resumes_to_every_trial_once(tmp_path, cluster):
     sweep = tiny_sweep("killed", small_teacher(tmp_path / "teacher"), ["de", "it"], trials_per_pair=2)

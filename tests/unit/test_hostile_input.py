@@ -2,7 +2,7 @@
 status 2, one line on stderr that names the field or file and what is wrong, and nothing written.
 
 The messages, as a Markdown table:
-    .venv/bin/python -m pytest tests/test_hostile_input.py -q -s -k table
+    .venv/bin/python -m pytest tests/unit/test_hostile_input.py -q -s -k table
 """
 
 from __future__ import annotations

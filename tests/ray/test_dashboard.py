@@ -97,7 +97,6 @@ def metric_values(lines: set[str], name: str) -> dict[tuple[str, ...], float]:
     return values
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_dashboard_answers_and_metrics_are_exported_during_a_sweep(tmp_path, cluster_with_dashboard, capsys):
     from bistil_ray.orchestration.driver import run_sweep

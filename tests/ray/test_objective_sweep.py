@@ -46,7 +46,6 @@ def reported_results(paths: SweepPaths) -> list[dict]:
     return [json.loads(line) for path in paths.experiment.glob("trial-*/result.json") for line in path.open()]
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_each_objective_is_the_validation_score_it_names(tmp_path, cluster):
     from bistil_ray.orchestration.driver import run_sweep

