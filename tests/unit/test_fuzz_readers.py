@@ -191,6 +191,17 @@ def assert_refused(code: int, lines: list[str], path: Path, expected: str) -> No
     assert lines[0].startswith(f"{PREFIX}{path}: ") and expected in lines[0], lines[0]
 
 
+def refused_or_loaded(folder: Path, settings: dict, capfd, train: Path, expected: str | None):
+    """The dry run refuses `train` with `expected` in its one line (None returned), or accepts it
+    (None expected): then the task as the trials load it."""
+    code, lines = dry_run(folder, settings, capfd)
+    if expected is not None:
+        assert_refused(code, lines, train, expected)
+        return None
+    assert code == 0, lines
+    return load_task(TaskSpec.model_validate(settings["task"]), "en", ["de"])
+
+
 @pytest.mark.parametrize("case, kind", TABLE_PARAMS)
 def test_labelled_file(case: TableCase, kind: str, tmp_path: Path, capfd):
     train = tmp_path / f"train.{kind}"
@@ -198,16 +209,10 @@ def test_labelled_file(case: TableCase, kind: str, tmp_path: Path, capfd):
         train.write_bytes(case.raw(kind))
     else:
         write_table(train, case.rows, case.encoding)
-    settings = sweep_settings(tmp_path / "inputs", train)
-    code, lines = dry_run(tmp_path, settings, capfd)
-    expected = case.refused[kind]
-    if expected is not None:
-        assert_refused(code, lines, train, expected)
-        return
-    assert code == 0, lines
-    task = load_task(TaskSpec.model_validate(settings["task"]), "en", ["de"])
-    rows = [(text, task.label_names[label]) for text, label in zip(task.source_train["text"], task.source_train["label"])]
-    assert rows == case.expected
+    task = refused_or_loaded(tmp_path, sweep_settings(tmp_path / "inputs", train), capfd, train, case.refused[kind])
+    if task is not None:
+        rows = [(text, task.label_names[label]) for text, label in zip(task.source_train["text"], task.source_train["label"])]
+        assert rows == case.expected
 
 
 @dataclass(frozen=True)
@@ -374,15 +379,10 @@ def test_token_file(case: TokenCase, kind: str, tmp_path: Path, capfd):
     train.write_bytes(case.make(kind))
     settings = sweep_settings(tmp_path / "inputs", train)
     settings["task"]["files"]["kind"] = "token"
-    code, lines = dry_run(tmp_path, settings, capfd)
-    expected = case.refused[kind]
-    if expected is not None:
-        assert_refused(code, lines, train, expected)
-        return
-    assert code == 0, lines
-    task = load_task(TaskSpec.model_validate(settings["task"]), "en", ["de"])
-    rows = [(words, [task.label_names[tag] for tag in tags]) for words, tags in zip(task.source_train["tokens"], task.source_train["tags"])]
-    assert rows == case.expected
+    task = refused_or_loaded(tmp_path, settings, capfd, train, case.refused[kind])
+    if task is not None:
+        rows = [(words, [task.label_names[tag] for tag in tags]) for words, tags in zip(task.source_train["tokens"], task.source_train["tags"])]
+        assert rows == case.expected
 
 
 @pytest.mark.parametrize("case", PATH_CASES, ids=lambda case: case.id)
