@@ -42,7 +42,9 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
     dimensions = sweep.dimensions()
     state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
     lines = [
-        f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}, source language {sweep.source_lang}",
+        f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}"
+        + (" (token classification)" if sweep.task.kind == "token" else "")
+        + f", source language {sweep.source_lang}",
         f"storage: {paths.experiment} ({state}); artifacts shared under {paths.artifacts}",
         f"pairs ({pairs}): {', '.join(sweep.pairs)}",
         f"trials: {sweep.trials_per_pair} per pair, {sweep.total_trials} in all; one seeded Optuna TPE study per pair",
