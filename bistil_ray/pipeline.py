@@ -34,7 +34,7 @@ from bistil_ray.data.tasks import TaskData, load_task
 from bistil_ray.data.word_frequencies import word_frequencies
 from bistil_ray.method.batching import tokenize_dataset, tokenize_texts
 from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_task, measure_efficiency
-from bistil_ray.method.export import load_exported, model_class, write_student_directory
+from bistil_ray.method.export import MODEL_CLASSES, load_exported, write_student_directory
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import attention_implementation
 from bistil_ray.method.phase1 import BilingualText, phase1_weights, train_phase1
@@ -101,7 +101,7 @@ def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path,
     # Seeded before the model is built: its new task head is part of the run (unseeded, two builds
     # under one artifact key differed by up to 0.13 in weights and 0.04 in target accuracy).
     torch.manual_seed(config.seed)
-    model = model_class(inputs.task.kind).from_pretrained(
+    model = MODEL_CLASSES[inputs.task.kind].from_pretrained(
         inputs.teacher_path,
         trust_remote_code=inputs.run.trust_remote_code,
         use_safetensors=True,
@@ -236,7 +236,7 @@ def run_phase2(
     """Task distillation with LT-SFT; writes the shippable student directory."""
     vocabulary = BilingualVocabulary.load(vocab_dir)
     attention = attention_implementation(phase2_weights(config))
-    task_model = model_class(inputs.task.kind)
+    task_model = MODEL_CLASSES[inputs.task.kind]
     teacher = task_model.from_pretrained(task_teacher_dir, attn_implementation=attention, use_safetensors=True)
     trim_embeddings(teacher, vocabulary.kept_ids)
     if config.freeze_layer_norm is None:
@@ -299,7 +299,7 @@ def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) ->
     the same for every student of the pair, so computed once (an artifact) and reused."""
     task, fields = inputs.task, inputs.task.text_fields
     device = training_device()
-    teacher = model_class(task.kind).from_pretrained(task_teacher_dir, use_safetensors=True)
+    teacher = MODEL_CLASSES[task.kind].from_pretrained(task_teacher_dir, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
 
     def score(dataset) -> float:
@@ -348,7 +348,7 @@ def evaluate_student(
         "score_dtype": str(dtype).removeprefix("torch."),
     }
     if efficiency:
-        teacher = model_class(task.kind).from_pretrained(task_teacher_dir, use_safetensors=True)
+        teacher = MODEL_CLASSES[task.kind].from_pretrained(task_teacher_dir, use_safetensors=True)
         models = {"teacher": (teacher, AutoTokenizer.from_pretrained(task_teacher_dir)), "student": (student, student_tokenizer)}
         texts = task_texts(target_test, fields)[:256]
         result["student_bytes"] = directory_bytes(student_dir)

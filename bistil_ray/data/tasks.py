@@ -46,11 +46,6 @@ class TaskData:
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    @property
-    def gold_field(self) -> str:
-        """The column of gold label ids: one per example, or one per word in a token task."""
-        return TAGS if self.kind == "token" else "label"
-
 
 def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> TaskData:
     if source_lang in target_langs:

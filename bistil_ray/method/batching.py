@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from bistil_ray.data.tasks import TAGS
 from bistil_ray.method.losses import IGNORE_INDEX
 
 Example = dict[str, list[int] | int]
@@ -86,8 +87,8 @@ def tokenize_tagged(
 
 def tokenize_dataset(tokenizer, dataset, text_fields: Sequence[str], max_length: int) -> list[Example]:
     """Examples of a task dataset (columns: text fields and `label`; a token task's: `tokens`, `tags`)."""
-    if "tags" in dataset.column_names:
-        return tokenize_tagged(tokenizer, dataset[text_fields[0]], dataset["tags"], max_length)
+    if TAGS in dataset.column_names:
+        return tokenize_tagged(tokenizer, dataset[text_fields[0]], dataset[TAGS], max_length)
     pairs = dataset[text_fields[1]] if len(text_fields) > 1 else None
     return tokenize_texts(tokenizer, dataset[text_fields[0]], max_length, text_pairs=pairs, labels=dataset["label"])
 

@@ -2,11 +2,12 @@
 teacher.
 
 Scores: accuracy and macro-F1 for sequence tasks; for token tasks, entity-level F1 (seqeval, exact
-spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data. Efficiency: parameter count, size on disk, batch-1 latency and
-batch-32 throughput, all models timed in one process, interleaved, on the same texts, so that
-background load and CPU frequency changes hit teacher and student alike. Throughput runs over up to
-256 texts in consecutive batches of 32: a single batch pads to its one longest text, and how a
-trimmed vocabulary splits that one text would then decide the comparison.
+spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data.
+Efficiency: parameter count, size on disk, batch-1 latency and batch-32 throughput, all models
+timed in one process, interleaved, on the same texts, so that background load and CPU frequency
+changes hit teacher and student alike. Throughput runs over up to 256 texts in consecutive batches
+of 32: a single batch pads to its one longest text, and how a trimmed vocabulary splits that one
+text would then decide the comparison.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from datasets import Dataset
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+from bistil_ray.data.tasks import TAGS
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.batching import encode_words, first_subword_positions
 from bistil_ray.method.training import autocast
@@ -151,9 +153,9 @@ def predict(
     predictions are put back in the original order.
     """
     columns = _columns(dataset, text_fields)
-    token_task = "tags" in dataset.column_names or bool(columns[0] and isinstance(columns[0][0], list))
+    token_task = bool(columns[0]) and isinstance(columns[0][0], list)  # pre-split words
     if len(dataset) == 0:
-        return [] if token_task else np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64)
     if token_task:
         encoded = encode_words(tokenizer, columns[0], max_length)
     else:
@@ -186,8 +188,8 @@ def predict(
 
 def gold_labels(dataset: Dataset) -> np.ndarray | list[np.ndarray]:
     """The dataset's gold ids in the shape `predict` answers in."""
-    if "tags" in dataset.column_names:
-        return [np.asarray(tags, dtype=np.int64) for tags in dataset["tags"]]
+    if TAGS in dataset.column_names:
+        return [np.asarray(tags, dtype=np.int64) for tags in dataset[TAGS]]
     if "label" not in dataset.column_names:
         raise UserInputError(f"label: not a column of the dataset ({dataset.column_names})")
     return np.asarray(dataset["label"])

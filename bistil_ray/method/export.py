@@ -16,7 +16,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -31,18 +30,10 @@ MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoMo
 PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification"}
 
 
-def model_class(kind: str):
-    return MODEL_CLASSES[kind]
-
-
-def task_kind_of(config: PretrainedConfig) -> str:
-    """"token" for a saved token classifier, else "sequence" (from `config.architectures`)."""
-    architectures = getattr(config, "architectures", None) or []
-    return "token" if any(name.endswith("ForTokenClassification") for name in architectures) else "sequence"
-
-
-def task_kind_of_model(model: PreTrainedModel) -> str:
-    return "token" if type(model).__name__.endswith("ForTokenClassification") else "sequence"
+def task_kind_of(class_names: list[str]) -> str:
+    """"token" for a token classifier, else "sequence", by its class name (a model's type, or the
+    `architectures` of a saved config)."""
+    return "token" if any(name.endswith("ForTokenClassification") for name in class_names) else "sequence"
 
 
 def loading_snippet(kind: str) -> list[str]:
@@ -67,7 +58,7 @@ def _label_config(model: PreTrainedModel, label_names: list[str]) -> None:
         raise UserInputError(f"label_names: names repeat ({label_names})")
     model.config.id2label = dict(enumerate(label_names))
     model.config.label2id = {name: index for index, name in enumerate(label_names)}
-    if task_kind_of_model(model) == "sequence":
+    if task_kind_of([type(model).__name__]) == "sequence":
         model.config.problem_type = "single_label_classification"
 
 
@@ -82,7 +73,7 @@ def model_card(model: PreTrainedModel, label_names: list[str], metadata: dict[st
     (a flat mapping of metric name to value).
     """
     languages = [metadata[key] for key in ("source_lang", "target_lang") if key in metadata]
-    kind = task_kind_of_model(model)
+    kind = task_kind_of([type(model).__name__])
     front_matter = ["---", "library_name: transformers", f"pipeline_tag: {PIPELINE_TAGS[kind]}"]
     if languages:
         front_matter += ["language:", *(f"- {language}" for language in languages)]
@@ -154,7 +145,7 @@ def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     if not (out_dir / "config.json").is_file():
         raise UserInputError(f"{out_dir}: not an exported model directory (no config.json)")
     try:
-        kind = task_kind_of(AutoConfig.from_pretrained(out_dir))
+        kind = task_kind_of(AutoConfig.from_pretrained(out_dir).architectures or [])
         model = MODEL_CLASSES[kind].from_pretrained(out_dir, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(out_dir)
     except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or foreign directory

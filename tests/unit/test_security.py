@@ -138,7 +138,7 @@ def test_models_are_saved_and_read_as_safetensors():
     assert saves
     unsafe = [where(module, call) for module, call in saves if keyword(call, "safe_serialization") is not None]
     assert unsafe == []  # the default, safetensors
-    # `X.from_pretrained` and `model_class(kind).from_pretrained` alike: the receiver of the latter is
+    # `X.from_pretrained` and `MODEL_CLASSES[kind].from_pretrained` alike: the receiver of the latter is
     # no plain name, so its dotted name is the bare method.
     model_reads = [
         (module, call)
