@@ -64,7 +64,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bench.common import RESULTS_DIR, machine, markdown_table, write_report
 from bistil_ray import pipeline
 from bistil_ray.atomic import atomic_directory, atomic_write_bytes
-from bistil_ray.config import RunConfig, load_config
+from bistil_ray.config import RunConfig, load_config, resolve_phase2
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
@@ -674,12 +674,13 @@ def main(argv: list[str] | None = None) -> None:
         recipe_lr = dict(item.split("=", 1) for item in args.recipe_lr)
         bench = Bench(args, base.model_copy(update={"output_dir": Path(args.work_dir)}))
         task_name = base.task.name
+        resolved = base.model_copy(update={"phase2": resolve_phase2(base.phase2, base.task.kind)})
         settings = {
             "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
             "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
-            "budget_lang": args.budget_curve, "run_config": base.model_dump(mode="json", exclude={"target_lang"}),
+            "budget_lang": args.budget_curve, "run_config": resolved.model_dump(mode="json", exclude={"target_lang"}),
             "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
         results, budget_rows = earlier_results(args.out, task_name, settings)

@@ -257,6 +257,13 @@ class Phase2Config(OptimConfig):
     )
 
 
+def resolve_phase2(config: Phase2Config, kind: TaskKind) -> Phase2Config:
+    """`config` with its task-dependent defaults filled in: what phase 2 runs with."""
+    if config.freeze_layer_norm is None:
+        return config.model_copy(update={"freeze_layer_norm": kind == "token"})
+    return config
+
+
 class RunConfig(StrictModel):
     """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
 

@@ -28,6 +28,7 @@ from bistil_ray.config import (
     StudentConfig,
     TaskTeacherConfig,
     VocabularyConfig,
+    resolve_phase2,
 )
 from bistil_ray.data.corpora import load_corpus
 from bistil_ray.data.tasks import TaskData, load_task
@@ -239,8 +240,7 @@ def run_phase2(
     task_model = MODEL_CLASSES[inputs.task.kind]
     teacher = task_model.from_pretrained(task_teacher_dir, attn_implementation=attention, use_safetensors=True)
     trim_embeddings(teacher, vocabulary.kept_ids)
-    if config.freeze_layer_norm is None:
-        config = config.model_copy(update={"freeze_layer_norm": inputs.task.kind == "token"})
+    config = resolve_phase2(config, inputs.task.kind)
     # Seeded before the student is built: a head the teacher's cannot replace (another width) starts random.
     torch.manual_seed(config.seed)
     student = task_model.from_pretrained(

@@ -16,7 +16,7 @@ from tiny_task import tiny_teacher
 from tiny_token_task import check_first_subword_alignment, write
 from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
-from bistil_ray.config import TaskSpec
+from bistil_ray.config import Phase2Config, TaskSpec, resolve_phase2
 from bistil_ray.data.tasks import load_task
 from bistil_ray.data.token_files import tagged_sentences
 from bistil_ray.errors import UserInputError
@@ -163,3 +163,11 @@ def test_predict_answers_one_tag_per_word_read_at_its_first_subword(tmp_path: Pa
     assert [len(sentence) for sentence in predicted] == [2, 1]
     scores = evaluate_task(model, tokenizer, Dataset.from_dict({"tokens": words, "tags": [[0, 1], [2]]}), ["tokens"], ["A", "B", "C"])
     assert scores["metric"] == "token_accuracy" and 0 <= scores["score"] <= 1
+
+
+def test_layer_norms_are_frozen_by_default_for_token_tasks_only():
+    default = Phase2Config()
+    assert resolve_phase2(default, "token").freeze_layer_norm is True
+    assert resolve_phase2(default, "sequence").freeze_layer_norm is False
+    chosen = Phase2Config(freeze_layer_norm=False)
+    assert resolve_phase2(chosen, "token").freeze_layer_norm is False
