@@ -9,17 +9,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_TRIALS := results/demo/trials.parquet
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install lock demo test test-fast bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[offline,onnx,test]"
+	$(PIP) install -q -c constraints.txt -e ".[offline,onnx,test]"
 	$(PY) -m bistil_ray.data.quran
 	touch $(STAMP)
+
+# After a change of dependencies: the versions now installed become the ones every install gets.
+lock: $(STAMP)
+	{ sed -n '1,2p' constraints.txt; $(PIP) freeze --exclude-editable | grep -iv '^torch==\|^nvidia\|^triton\|^bistil'; } > constraints.new
+	mv constraints.new constraints.txt
 
 demo: $(STAMP)
 	$(PY) -m bistil_ray.sweep sweeps/demo.yaml
@@ -36,6 +41,7 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.student_speed
 	$(PY) -m bench.loop_vs_bare
 	$(PY) -m bench.ray_fixed_cost
+	$(PY) -m bench.trial_overhead
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.onnx_speed $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja
