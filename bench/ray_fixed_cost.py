@@ -1,21 +1,24 @@
-"""What a training phase pays for running under Ray Train (one worker) instead of in this process.
+"""What a training phase pays for running on Ray (one worker) instead of in this process.
 
 The step is the phase-1 step of the step graph (`steps.PHASE1_STUDENT` as a `StepCall`: read the inputs, trim
 the teacher, build the student, train with evaluations and checkpoints, save), run alternately
-  - in process, with LocalHooks checkpointing to a local folder (what `bistil_ray.run` does), and
-  - through `train_runner.run_training` on a 1-worker TorchTrainer (what a sweep trial does).
+  - in process, with LocalHooks checkpointing to a local folder (what `bistil_ray.run` does),
+  - through `train_runner.train_in_task`: a Ray task (what a sweep trial's one-worker phase does), and
+  - through `train_runner.train_data_parallel` on a 1-worker TorchTrainer (what a phase of several
+    workers pays per `fit`, measured here on one).
 Ray starts once, outside the timings, the way the sweep driver starts it (a sweep pays that once,
 not per phase); its start-up time is reported on its own.
 
-    ray_fixed_cost_s = median wall time under Ray - median wall time in process
+    ray_fixed_cost_s       = median wall time in a Ray task - median wall time in process
+    ray_train_fixed_cost_s = median wall time under Ray Train - median wall time in process
 
-The Ray time is split with timestamps the step writes as it starts and ends: start-up (controller,
-worker group, worker process imports), the step itself (which also pays for reports and checkpoint
-uploads), and shut-down. A third variant runs an empty step under Ray Train: Ray Train's own floor
-on this machine (each `fit` starts a controller, a worker, a synchronisation actor, a placement-group
-cleaner, a preemption watcher and a dataset manager, each a new Python process). What the phase pays
-above that floor is its own start in a fresh process: importing torch, transformers and the package,
-loading its inputs, first-use costs.
+Each Ray time is split with timestamps the step writes as it starts and ends: start-up, the step
+itself (which also pays for reports and checkpoint copies) and shut-down. An empty step under each
+gives its floor on this machine: a Ray Train `fit` starts a controller, a worker, a synchronisation
+actor, a placement-group cleaner, a preemption watcher and a dataset manager, each a new Python
+process; a task runs in a worker process Ray keeps and reuses. What a phase pays above its floor
+is its own start: importing torch, transformers and the package in a fresh process, loading its
+inputs, first-use costs.
 
     .venv/bin/python -m bench.ray_fixed_cost [--steps 24] [--eval-every 12] [--repeats 3]
 """
@@ -30,7 +33,7 @@ import uuid
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import torch
@@ -42,8 +45,17 @@ from bench.stamped_steps import STAMPS, empty_step, stamped_step
 from bistil_ray import pipeline
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.orchestration.driver import start_ray
-from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, ray_train_env_vars, run_training
+from bistil_ray.orchestration.train_runner import (
+    TrainStep,
+    WorkerGroup,
+    ray_train_env_vars,
+    train_data_parallel,
+    train_in_task,
+)
 from bistil_ray.steps import PHASE1_STUDENT, StepCall
+
+
+RAY_RUNNERS = {"task": train_in_task, "ray_train": train_data_parallel}
 
 
 class Bench:
@@ -51,8 +63,7 @@ class Bench:
         self.step = partial(stamped_step, step)
         self.group = group
         self.work_dir = work_dir
-        self.ray_parts: list[dict[str, float]] = []
-        self.empty_parts: list[dict[str, float]] = []
+        self.parts: dict[str, list[dict[str, float]]] = {}
 
     def fresh_dir(self, name: str) -> Path:
         path = self.work_dir / f"{name}-{uuid.uuid4().hex[:8]}"
@@ -66,22 +77,23 @@ class Bench:
         shutil.rmtree(checkpoints)
         return seconds
 
-    def under_ray(self) -> float:
-        return self._run_under_ray(self.step, self.ray_parts)
+    def variants(self) -> dict[str, Callable[[], float]]:
+        variants: dict[str, Callable[[], float]] = {"in_process": self.in_process}
+        for runner in RAY_RUNNERS:
+            variants[runner] = partial(self.on_ray, runner, self.step, runner)
+            variants[f"{runner}_empty"] = partial(self.on_ray, runner, partial(stamped_step, empty_step), f"{runner}_empty")
+        return variants
 
-    def empty_under_ray(self) -> float:
-        return self._run_under_ray(partial(stamped_step, empty_step), self.empty_parts)
-
-    def _run_under_ray(self, step: TrainStep, parts: list[dict[str, float]]) -> float:
+    def on_ray(self, runner: str, step: TrainStep, variant: str) -> float:
         out_dir = self.fresh_dir("out")
         called = time.time()
         _, seconds = timed(
-            lambda: run_training(
+            lambda: RAY_RUNNERS[runner](
                 step, out_dir, name=f"bench-{uuid.uuid4().hex[:8]}", runs_dir=self.work_dir / "runs", group=self.group
             )
         )
         stamps = json.loads((out_dir / STAMPS).read_text())
-        parts.append(
+        self.parts.setdefault(variant, []).append(
             {
                 "start_s": stamps["entered"] - called,
                 "step_s": stamps["exited"] - stamps["entered"],
@@ -92,24 +104,33 @@ class Bench:
         return seconds
 
 
+LABELS = {
+    "task": "Ray task",
+    "task_empty": "Ray task, empty step",
+    "ray_train": "Ray Train, 1 worker",
+    "ray_train_empty": "Ray Train, 1 worker, empty step",
+}
+
+
 def markdown(record: dict[str, Any]) -> str:
-    parts, empty = record["ray_parts_median"], record["empty_parts_median"]
-    rows = [
-        ["in process", record["in_process_s"], "", "", ""],
-        ["Ray Train, 1 worker", record["ray_s"], parts["start_s"], parts["step_s"], parts["finish_s"]],
-        ["Ray Train, 1 worker, empty step", record["ray_empty_s"], empty["start_s"], empty["step_s"], empty["finish_s"]],
+    parts = record["parts_median"]
+    rows = [["in process", record["seconds_median"]["in_process"], "", "", ""]] + [
+        [label, record["seconds_median"][variant], parts[variant]["start_s"], parts[variant]["step_s"], parts[variant]["finish_s"]]
+        for variant, label in LABELS.items()
     ]
-    settings = record["settings"]
+    settings, median_of = record["settings"], record["seconds_median"]
     return (
-        "# Ray Train's fixed cost per training phase\n\n"
+        "# Ray's fixed cost per training phase\n\n"
         f"The sweep's phase-1 step ({settings['steps']} steps, evaluation and checkpoint every "
         f"{settings['eval_every']}; {settings['threads']} threads in process, as many CPUs for the worker), "
         f"medians of {settings['repeats']} alternating runs (seconds).\n\n"
         + markdown_table(["run", "wall", "start-up", "step", "shut-down"], rows)
-        + f"\n**ray_fixed_cost_s** = {record['ray_fixed_cost_s']:.2f} s per phase, of which Ray Train's own floor "
-        f"(the empty step) is {record['ray_empty_s']:.2f} s and the phase's start in a fresh process the other "
-        f"{record['ray_fixed_cost_s'] - record['ray_empty_s']:.2f} s. `ray.init` (once per sweep) "
-        f"took {record['ray_init_s']:.2f} s. Ray Train settings: "
+        + f"\n**ray_fixed_cost_s** = {record['ray_fixed_cost_s']:.2f} s per one-worker phase (a Ray task; its empty "
+        f"step: {median_of['task_empty']:.2f} s; the first task of the run, in a new worker process, started in "
+        f"{record['parts']['task'][0]['start_s']:.2f} s: its imports, paid once per worker process). A phase under Ray Train, as a phase of several workers runs, pays "
+        f"**ray_train_fixed_cost_s** = {record['ray_train_fixed_cost_s']:.2f} s, of which Ray Train's own floor (the "
+        f"empty step) is {median_of['ray_train_empty']:.2f} s. `ray.init` (once per sweep) took "
+        f"{record['ray_init_s']:.2f} s. Ray Train settings: "
         + ", ".join(f"`{name}={value}`" for name, value in record["ray_train_env"].items())
         + "\n"
     )
@@ -129,16 +150,14 @@ def main() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="bistil-bench-ray-"))
     data = load_bench_data(target, work_dir)
     # The same work on both sides: the worker holds as many CPUs as this process trains on threads
-    # (Ray sets a worker's thread count to its CPUs), whatever the demo's per-trial share is.
+    # (a worker trains on as many threads as it holds CPUs), whatever the demo's per-trial share is.
     group = replace(WorkerGroup.from_resources(sweep.resources), cpus_per_worker=torch.get_num_threads())
     bench = Bench(StepCall(pipeline, PHASE1_STUDENT, run, {"vocabulary": data.vocab_dir}), group, work_dir)
 
     _, ray_init_s = timed(lambda: start_ray(sweep.resources, None, "127.0.0.1"))
     try:
         bench.in_process()  # untimed warm-up: this process's first phase pays one-off set-up costs
-        seconds = alternating(
-            {"in_process": bench.in_process, "ray": bench.under_ray, "ray_empty": bench.empty_under_ray}, args.repeats
-        )
+        seconds = alternating(bench.variants(), args.repeats)
     finally:
         ray.shutdown()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -154,22 +173,25 @@ def main() -> None:
         "machine": machine(),
         "ray_train_env": ray_train_env_vars(sweep.resources),
         "ray_init_s": ray_init_s,
-        "in_process_seconds": seconds["in_process"],
-        "ray_seconds": seconds["ray"],
-        "ray_parts": bench.ray_parts,
-        "ray_parts_median": {name: median([parts[name] for parts in bench.ray_parts]) for name in bench.ray_parts[0]},
-        "ray_empty_seconds": seconds["ray_empty"],
-        "empty_parts": bench.empty_parts,
-        "empty_parts_median": {name: median([parts[name] for parts in bench.empty_parts]) for name in bench.empty_parts[0]},
-        "in_process_s": median(seconds["in_process"]),
-        "ray_s": median(seconds["ray"]),
-        "ray_empty_s": median(seconds["ray_empty"]),
+        "seconds": seconds,
+        "seconds_median": {variant: median(values) for variant, values in seconds.items()},
+        "parts": bench.parts,
+        "parts_median": {
+            variant: {name: median([part[name] for part in parts]) for name in parts[0]} for variant, parts in bench.parts.items()
+        },
     }
-    record["ray_fixed_cost_s"] = record["ray_s"] - record["in_process_s"]
+    in_process = record["seconds_median"]["in_process"]
+    record["ray_fixed_cost_s"] = record["seconds_median"]["task"] - in_process
+    record["ray_train_fixed_cost_s"] = record["seconds_median"]["ray_train"] - in_process
     write_report(args.out, "ray_fixed_cost", record, markdown(record))
     merge_summary(
         args.out,
-        {"ray_fixed_cost_s": record["ray_fixed_cost_s"], "ray_train_floor_s": record["ray_empty_s"], "ray_init_s": ray_init_s},
+        {
+            "ray_fixed_cost_s": record["ray_fixed_cost_s"],
+            "ray_train_fixed_cost_s": record["ray_train_fixed_cost_s"],
+            "ray_train_floor_s": record["seconds_median"]["ray_train_empty"],
+            "ray_init_s": ray_init_s,
+        },
         "bench.ray_fixed_cost",
     )
     print(markdown(record))

@@ -3,8 +3,8 @@
     resolve_inputs ─► build_task_teacher ─┐
                    ─► build_vocabulary ─► build_phase1_student ─► run_phase2 ─► evaluate_student
 
-No Ray here: `bistil_ray.run` calls these in one process, the orchestration layer calls the training
-steps inside Ray Train workers. Training steps run identically on every data-parallel rank; rank 0
+No Ray here: `bistil_ray.run` calls these in one process, the orchestration layer calls them in Ray
+tasks and Ray Train workers. Training steps run identically on every data-parallel rank; rank 0
 writes `out_dir`, an empty directory that the caller publishes atomically afterwards.
 """
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from bistil_ray.assets.teachers import resolve_teacher
 from bistil_ray.config import (
@@ -316,6 +317,13 @@ def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) ->
     return scores
 
 
+# Every trial times its student beside the task teacher, so the timing is short: enough to rank
+# students of different depths and give each its speed-up (bench/student_speed.py is the careful
+# measurement, bench/results/trial_overhead.md what this costs a trial).
+TIMED_TEXTS = 128
+TIMING_SECONDS_PER_MODEL = 1.0
+
+
 def evaluate_student(
     inputs: Inputs, student_dir: Path, task_teacher_dir: Path, teacher_scores: dict, *, efficiency: bool = True
 ) -> dict:
@@ -348,14 +356,22 @@ def evaluate_student(
         "score_dtype": str(dtype).removeprefix("torch."),
     }
     if efficiency:
-        teacher = MODEL_CLASSES[task.kind].from_pretrained(task_teacher_dir, use_safetensors=True)
-        models = {"teacher": (teacher, AutoTokenizer.from_pretrained(task_teacher_dir)), "student": (student, student_tokenizer)}
-        texts = task_texts(target_test, fields)[:256]
+        models = {"teacher": timed_teacher(Path(task_teacher_dir), task.kind), "student": (student, student_tokenizer)}
+        texts = task_texts(target_test, fields)[:TIMED_TEXTS]
         result["student_bytes"] = directory_bytes(student_dir)
-        result.update(efficiency_columns(measure_efficiency(models, texts, device="cpu")))
+        timing = partial(measure_efficiency, models, texts, warmup=1, seconds_budget=TIMING_SECONDS_PER_MODEL)
+        result.update(efficiency_columns(timing(device="cpu")))
         if device.type == "cuda":
-            result.update(efficiency_columns(measure_efficiency(models, texts, device=device), prefix="gpu_"))
+            result.update(efficiency_columns(timing(device=device), prefix="gpu_"))
     return result
+
+
+@cache
+def timed_teacher(task_teacher_dir: Path, kind: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The task teacher that students are timed beside, loaded once per process: a sweep's worker
+    evaluates one trial after another (Ray reuses task workers), and an artifact's directory never
+    changes. Its tokenizer (a multilingual vocabulary) takes longer to load than the timing itself."""
+    return MODEL_CLASSES[kind].from_pretrained(task_teacher_dir, use_safetensors=True), AutoTokenizer.from_pretrained(task_teacher_dir)
 
 
 def efficiency_columns(measured: dict, prefix: str = "") -> dict:

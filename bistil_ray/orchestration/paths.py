@@ -1,7 +1,7 @@
 """Where a sweep keeps things under `--storage` (a local folder, or one every node mounts).
 
     <storage>/artifacts/<kind>/<key>/       built once, shared by every trial, pair and later sweep
-    <storage>/artifacts/.train/<kind>-<key> Ray Train checkpoints of an artifact a sweep is building
+    <storage>/artifacts/.train/<kind>-<key> checkpoints of an artifact a sweep is building
     <storage>/artifacts/.local/<kind>-<key> checkpoints of an artifact `bistil_ray.run` is building
     <storage>/<sweep>/                      the Tune experiment (what --resume restores)
     <storage>/<sweep>/sweep.json            the validated configuration the sweep started with
@@ -10,7 +10,7 @@
     <storage>/<sweep>/driver_sessions.json  when each run of the driver (the start, each --resume) began and ended
     <storage>/<sweep>/students/<trial_id>/  each trial's student, a Hugging Face model directory
     <storage>/<sweep>/results/<trial_id>.json  each finished trial's final result
-    <storage>/<sweep>/train/phase2-<trial>  Ray Train checkpoints of a trial's phase 2
+    <storage>/<sweep>/train/phase2-<trial>  checkpoints of a trial's phase 2
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ KNOWN_TEACHER_DEPTHS = {
 
 
 class ResourcesConfig(StrictModel):
-    """Where trials run. Every training phase of a trial is a Ray Train run of this size."""
+    """Where trials run. Every training phase of a trial runs on this many workers: one worker in a
+    Ray task, several in a Ray Train run (`orchestration/train_runner`)."""
 
     workers_per_trial: int = Field(1, ge=1, description="data-parallel workers of each training phase")
     use_gpu: bool = Field(False, description="train and evaluate on GPUs (NCCL between workers)")
@@ -66,13 +67,13 @@ class ResourcesConfig(StrictModel):
         2, ge=1, description="at most; also bounded by what the cluster can run at once without starving"
     )
     trial_retries: int = Field(1, ge=0, description="Tune retries of a failed trial (same trial id)")
-    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (from checkpoint)")
-    controller_failures: int = Field(1, ge=0, description="Ray Train controller failures tolerated per run")
-    worker_start_timeout_s: float = Field(300.0, gt=0, description="a worker group that cannot start fails after this")
-    # 0.1 s rather than 0.5 s: a finished phase waits for the next poll before its workers shut down
-    # (0.8 s less per phase measured); a training loop ran as fast under either (2.36 s vs 2.40 s, medians).
+    worker_restarts: int = Field(2, ge=0, description="restarts of a training phase whose worker failed (from its checkpoint)")
+    controller_failures: int = Field(1, ge=0, description="Ray Train controller failures tolerated per run (phases of several workers)")
+    worker_start_timeout_s: float = Field(300.0, gt=0, description="a phase whose workers cannot start fails after this")
+    # 0.1 s rather than Ray's 0.5 s: a finished phase waits for the next poll before its workers shut
+    # down, and polling more often does not slow training (bench/README.md).
     report_poll_interval_s: float = Field(
-        0.1, gt=0, description="how often Ray Train polls workers; each report waits up to this long"
+        0.1, gt=0, description="how often Ray Train polls workers (phases of several workers); each report waits up to this long"
     )
 
     def per_worker(self) -> dict[str, float]:

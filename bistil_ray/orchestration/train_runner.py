@@ -1,28 +1,41 @@
-"""Running one step of the method on Ray: a training phase in a `TorchTrainer`, anything else in a task.
+"""Running one step of the method on Ray: a training phase on its workers, anything else in a task.
 
-A training step is `step(out_dir, hooks) -> metrics`, run identically on every data-parallel worker
-(DDP over gloo on CPU, NCCL on GPU); rank 0 writes `out_dir`, which must be on storage every node
-sees. Each evaluation becomes a `ray.train.report` with rank 0's checkpoint, so a restarted worker
-group resumes from it (`worker_restarts` times at most), and so does a later run with the same name
-(a retried trial, a resumed sweep). Controller failures are bounded too, and a worker group that
-cannot start within `worker_start_timeout_s` (after `controller_failures` retries) fails with a
-`WorkersUnavailableError` naming the resources it asked for, instead of hanging.
+A training step is `step(out_dir, hooks) -> metrics`; rank 0 writes `out_dir`, which must be on
+storage every node sees. `run_training` runs it
 
-Ray Train restarts a worker group whatever failed. A step that raised a deterministic error (see
-`failures`) leaves its reason in `out_dir`; the restarted workers find it and stop at once, and the
-run ends in a `DeterministicFailure` with that reason instead of training the step again.
+  - on one worker (`workers_per_trial: 1`) in a Ray task holding that worker's CPUs/GPU. Ray keeps
+    idle task workers and reuses them, so such a phase starts in a process that already imported
+    torch and the method, where a `TorchTrainer` starts a controller and a worker group, each a new
+    Python process, for every phase (bench/ray_fixed_cost.py compares the two);
+  - on several workers in a `TorchTrainer` (DDP over gloo on CPU, NCCL on GPU).
+
+Either way every evaluation's checkpoint is kept, so a worker that died is started again
+(`worker_restarts` times at most) and resumes from it, and so does a later run with the same name
+(a retried trial, a resumed sweep); with `report_to_tune` each evaluation is also a Tune result of
+the calling trial, for its scheduler. A worker that cannot start within `worker_start_timeout_s`
+fails with a `WorkersUnavailableError` naming the resources it asked for, instead of hanging.
+
+A step that raised a deterministic error (see `failures`) is not started again: the run ends in a
+`DeterministicFailure` with its reason. (Ray Train restarts a worker group whatever failed, so
+there the reason is left in `out_dir`, where the restarted workers find it and stop at once.)
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import ray
 import ray.train
+from ray import tune
+from ray.exceptions import RayError
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -31,6 +44,7 @@ from bistil_ray.method.hooks import LocalHooks, TrainHooks
 from bistil_ray.orchestration.failures import (
     DeterministicFailure,
     is_deterministic,
+    one_line,
     record_step_failure,
     step_failure,
 )
@@ -42,8 +56,10 @@ from bistil_ray.orchestration.sweep_config import ResourcesConfig
 # own Train workers on a small machine.
 TRIAL_DRIVER = "trial_driver"
 STEP_METRICS = "bistil_step_metrics.json"
+STEP_SECONDS = "step_seconds"  # the step's own time in its worker: no start-up, no shut-down
 
 TrainStep = Callable[[Path, TrainHooks], dict[str, Any]]
+ReportToTune = Callable[[dict[str, Any]], dict[str, Any]]  # an evaluation's metrics -> what to add
 
 # Ray Train's (internal) errors for a worker group the cluster cannot place: no such resources at all,
 # or none free within the start time-out. Matched by name: the classes are not public.
@@ -90,6 +106,137 @@ class WorkerGroup:
         return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
 
 
+def run_training(
+    step: TrainStep,
+    out_dir: Path,
+    *,
+    name: str,
+    runs_dir: Path,
+    group: WorkerGroup,
+    progress: Progress | None = None,
+    metrics: TrialMetrics | None = None,
+    report_to_tune: ReportToTune | None = None,
+) -> dict[str, Any]:
+    """Run a training step on `group`; returns rank 0's metrics and its `STEP_SECONDS`. With
+    `report_to_tune`, each evaluation, extended by it, is also a Tune result of the calling trial."""
+    train = train_in_task if group.workers == 1 else train_data_parallel
+    return train(
+        step, out_dir, name=name, runs_dir=runs_dir, group=group, progress=progress, metrics=metrics,
+        report_to_tune=report_to_tune,
+    )  # fmt: skip
+
+
+# --- one worker: a Ray task ----------------------------------------------------------------------
+
+STARTED, EVALUATION, RESULT = "started", "evaluation", "result"
+
+
+def _pass_on(progress: Progress | None, metrics: TrialMetrics | None, evaluations: queue.Queue, evaluation: dict) -> None:
+    if progress is not None:
+        progress.update(step=evaluation.get("step"))
+    if metrics is not None:
+        metrics.training_progress(evaluation)
+    evaluations.put(evaluation)
+
+
+def _train_here(work: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The task: yields {STARTED}, {EVALUATION: metrics} for each evaluation, then {RESULT: metrics}.
+    The step trains in a thread so that its evaluations reach the trial while it trains."""
+    import torch
+
+    torch.set_num_threads(work["threads"])  # a reused worker keeps the count of whatever ran before
+    yield {STARTED: True}
+    evaluations: queue.Queue = queue.Queue()
+    hooks = LocalHooks(work["checkpoint_dir"], log=partial(_pass_on, work["progress"], work["metrics"], evaluations))
+    outcome: dict[str, Any] = {}
+
+    def train() -> None:
+        started = time.perf_counter()
+        try:
+            outcome[RESULT] = {**work["step"](work["out_dir"], hooks), STEP_SECONDS: time.perf_counter() - started}
+        except BaseException as error:  # re-raised in the task below
+            outcome["error"] = error
+        finally:
+            evaluations.put(None)
+
+    threading.Thread(target=train, name="bistil-step", daemon=True).start()
+    while (evaluation := evaluations.get()) is not None:
+        yield {EVALUATION: evaluation}
+    if "error" in outcome:
+        raise outcome["error"]
+    yield {RESULT: outcome[RESULT]}
+
+
+# A GPU task's process ends with the task (max_calls=1): a reused process would keep the CUDA
+# context, and the device, of the task before.
+_train_on_cpu = ray.remote(max_retries=0)(_train_here)
+_train_on_gpu = ray.remote(max_retries=0, max_calls=1)(_train_here)
+
+
+def train_in_task(
+    step: TrainStep,
+    out_dir: Path,
+    *,
+    name: str,
+    runs_dir: Path,
+    group: WorkerGroup,
+    progress: Progress | None = None,
+    metrics: TrialMetrics | None = None,
+    report_to_tune: ReportToTune | None = None,
+) -> dict[str, Any]:
+    """`run_training` on one worker: a Ray task, its checkpoint kept in `runs_dir/name`."""
+    if group.workers != 1:
+        raise ValueError(f"train_in_task: one worker, not {group.workers}")
+    run_dir = Path(runs_dir) / name
+    work = {
+        "step": step,
+        "out_dir": Path(out_dir),
+        "checkpoint_dir": run_dir / "checkpoint",
+        "progress": progress,
+        "metrics": metrics,
+        "threads": max(1, int(group.cpus_per_worker)),
+    }
+    remote = (_train_on_gpu if group.use_gpu else _train_on_cpu).options(**_task_resources(group))
+    for attempt in range(group.worker_restarts + 1):
+        try:
+            result = _follow(remote.remote(work), group, report_to_tune)
+            break
+        except RayError as error:  # the task's own exception, or its process or node lost
+            if is_deterministic(error):
+                raise DeterministicFailure(f"{step_name(name)}: {one_line(error)}") from error
+            if attempt == group.worker_restarts:
+                raise
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def _follow(task: ray.ObjectRefGenerator, group: WorkerGroup, report_to_tune: ReportToTune | None) -> dict[str, Any]:
+    """The task's result; its evaluations, extended by `report_to_tune`, reported to Tune as they come."""
+    started, _ = ray.wait([task], timeout=group.start_timeout_s)
+    if not started:
+        ray.cancel(task, force=True)
+        raise WorkersUnavailableError(unavailable_message(group, attempts=1))
+    for reference in task:
+        item = ray.get(reference)
+        if EVALUATION in item and report_to_tune is not None:
+            tune.report({**item[EVALUATION], **report_to_tune(item[EVALUATION])})
+        if RESULT in item:
+            return item[RESULT]
+    raise RuntimeError("the training task ended without its result")
+
+
+def _task_resources(group: WorkerGroup) -> dict[str, Any]:
+    return {
+        "num_cpus": group.cpus_per_worker,
+        "num_gpus": group.gpus_per_worker if group.use_gpu else 0,
+        # Not inside the trial's placement group, which holds only its trial_driver slot.
+        "scheduling_strategy": "DEFAULT",
+    }
+
+
+# --- several workers: Ray Train --------------------------------------------------------------------
+
+
 @dataclass
 class RayTrainHooks:
     """`TrainHooks` inside a Ray Train worker: evaluations become `ray.train.report`s."""
@@ -121,6 +268,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     if step_failure(work["out_dir"]) is not None:
         return  # an earlier attempt failed in a way that a restart cannot change
     hooks = RayTrainHooks(progress=work["progress"], metrics=work["metrics"], extra_metrics=work["extra_metrics"])
+    started = time.perf_counter()
     try:
         metrics = work["step"](work["out_dir"], hooks)
     except Exception as error:
@@ -128,10 +276,11 @@ def _worker_loop(config: dict[str, Any]) -> None:
             record_step_failure(work["out_dir"], error)
         raise
     if ray.train.get_context().get_world_rank() == 0:
+        metrics = {**metrics, STEP_SECONDS: time.perf_counter() - started}
         (work["out_dir"] / STEP_METRICS).write_text(json.dumps(metrics, default=str))
 
 
-def run_training(
+def train_data_parallel(
     step: TrainStep,
     out_dir: Path,
     *,
@@ -140,10 +289,9 @@ def run_training(
     group: WorkerGroup,
     progress: Progress | None = None,
     metrics: TrialMetrics | None = None,
-    report_to_tune: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    report_to_tune: ReportToTune | None = None,
 ) -> dict[str, Any]:
-    """Run a training step on `group`; returns rank 0's metrics. With `report_to_tune`, each
-    evaluation, extended by it, is also a Tune result of the calling trial (for a scheduler)."""
+    """`run_training` in a `TorchTrainer` of `group.workers` workers (any number, one included)."""
     # The work goes to the workers through the object store, not in the trainer: the Train controller
     # unpickles the trainer, and would otherwise import torch, transformers and the whole method only
     # to pass them on (measured: ~3 s of every phase's start-up on 2 cores, bench/ray_fixed_cost.py).
@@ -172,7 +320,7 @@ def run_training(
     except ray.train.ControllerError as error:
         if type(error.controller_failure).__name__ not in WORKER_GROUP_START_FAILURES:
             raise
-        raise WorkersUnavailableError(unavailable_message(group)) from error
+        raise WorkersUnavailableError(unavailable_message(group, attempts=group.controller_failures + 1)) from error
     except ray.train.TrainingFailedError as error:
         if step_failure(out_dir) is None:
             raise
@@ -191,7 +339,7 @@ def step_name(run_name: str) -> str:
     return run_name.rsplit("-", 1)[0]
 
 
-def unavailable_message(group: WorkerGroup) -> str:
+def unavailable_message(group: WorkerGroup, attempts: int) -> str:
     """Why a worker group did not start, in terms of the resources settings."""
     asked = group.worker_resources()
 
@@ -199,27 +347,28 @@ def unavailable_message(group: WorkerGroup) -> str:
         return ", ".join(f"{resources.get(name, 0.0):g} {name}" for name in asked)
 
     return (
-        f"resources: {group.workers} Ray Train worker(s) of {amounts(asked)} each could not start "
-        f"(worker_start_timeout_s {group.start_timeout_s:g}s, {group.controller_failures + 1} attempt(s)); "
+        f"resources: {group.workers} worker(s) of {amounts(asked)} each could not start "
+        f"(worker_start_timeout_s {group.start_timeout_s:g}s, {attempts} attempt(s)); "
         f"the cluster has {amounts(ray.cluster_resources())} in all, {amounts(ray.available_resources())} free now, "
         "and each worker's resources must be free on one node"
     )
 
 
-@ray.remote
-def _call(function: Callable[..., Any], *args: Any) -> Any:
+def _call(threads: int, function: Callable[..., Any], *args: Any) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)
     return function(*args)
+
+
+_call_on_cpu = ray.remote(_call)
+_call_on_gpu = ray.remote(max_calls=1)(_call)
 
 
 def run_task(function: Callable[..., Any], *args: Any, group: WorkerGroup) -> Any:
     """`function(*args)` in a Ray task holding one worker's resources (a step without training)."""
-    task = _call.options(
-        num_cpus=group.cpus_per_worker,
-        num_gpus=group.gpus_per_worker if group.use_gpu else 0,
-        # Not inside the trial's placement group, which holds only its trial_driver slot.
-        scheduling_strategy="DEFAULT",
-    )
-    return ray.get(task.remote(function, *args))
+    task = (_call_on_gpu if group.use_gpu else _call_on_cpu).options(**_task_resources(group))
+    return ray.get(task.remote(max(1, int(group.cpus_per_worker)), function, *args))
 
 
 def _untrained(step: TrainStep, out_dir: Path) -> dict[str, Any]:

@@ -58,7 +58,10 @@ def test_a_request_the_cluster_can_never_satisfy_is_refused_at_start(tmp_path, t
 
 
 @pytest.mark.timeout(300)
-def test_workers_that_cannot_start_now_fail_within_the_start_timeout(two_small_nodes):
+@pytest.mark.parametrize(
+    ("train", "attempts"), [(train_runner.train_in_task, 1), (train_runner.train_data_parallel, 2)], ids=["task", "ray_train"]
+)
+def test_workers_that_cannot_start_now_fail_within_the_start_timeout(two_small_nodes, train, attempts):
     import ray
 
     resources = ResourcesConfig(worker_start_timeout_s=START_TIMEOUT_S, controller_failures=1)
@@ -74,7 +77,7 @@ def test_workers_that_cannot_start_now_fail_within_the_start_timeout(two_small_n
         ray.get([holder.ready.remote() for holder in holders])
         started = time.monotonic()
         with pytest.raises(WorkersUnavailableError) as failed:
-            train_runner.run_training(
+            train(
                 lambda out_dir, hooks: {},
                 Path(tempfile.mkdtemp()),
                 name="starved",
@@ -85,8 +88,9 @@ def test_workers_that_cannot_start_now_fail_within_the_start_timeout(two_small_n
     finally:
         ray.shutdown()
     message = str(failed.value)
-    assert "1 Ray Train worker(s) of 1 CPU each could not start" in message
-    assert f"worker_start_timeout_s {START_TIMEOUT_S:g}s, 2 attempt(s)" in message
+    assert "1 worker(s) of 1 CPU each could not start" in message
+    assert f"worker_start_timeout_s {START_TIMEOUT_S:g}s, {attempts} attempt(s)" in message
     assert "4 CPU in all, 0 CPU free now" in message
-    # Two attempts of 3 s each, plus Ray Train's own start-up; without the bound it would wait forever.
-    assert 2 * START_TIMEOUT_S <= waited < 60
+    # One attempt of 3 s in a task, two in Ray Train (controller_failures 1) plus its own start-up;
+    # without the bound it would wait forever.
+    assert attempts * START_TIMEOUT_S <= waited < 60

@@ -1,6 +1,7 @@
-"""Faults on a real cluster: a Ray Train worker SIGKILLed in the middle of a phase resumes the phase
-from its last checkpoint (its step counter does not restart at zero) and finishes with its final
-metrics; a sweep whose results writer fails (a full disk) stops with that error."""
+"""Faults on a real cluster: a worker SIGKILLed in the middle of a phase (a one-worker phase's Ray task,
+or a Ray Train worker) resumes the phase from its last checkpoint (its step counter does not restart
+at zero) and finishes with its final metrics; a sweep whose results writer fails (a full disk) stops
+with that error."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from storage_faults import fill_the_disk_for
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
-from bistil_ray.orchestration.train_runner import WorkerGroup, ray_train_env_vars, run_training
+from bistil_ray.orchestration.train_runner import (
+    STEP_SECONDS,
+    WorkerGroup,
+    ray_train_env_vars,
+    train_data_parallel,
+    train_in_task,
+)
 from sweep_fakes import fake_pipeline, small_teacher
 
 STEPS = 6
@@ -62,7 +69,8 @@ def logged_steps(step_log: Path) -> list[tuple[int, int]]:
 
 
 @pytest.mark.timeout(180)
-def test_a_killed_train_worker_resumes_the_phase_from_its_last_checkpoint(tmp_path, cluster):
+@pytest.mark.parametrize("train", [train_in_task, train_data_parallel], ids=["task", "ray_train"])
+def test_a_killed_worker_resumes_the_phase_from_its_last_checkpoint(tmp_path, cluster, train):
     import ray
 
     resources = ResourcesConfig(workers_per_trial=1, worker_restarts=1, report_poll_interval_s=0.2)
@@ -70,7 +78,7 @@ def test_a_killed_train_worker_resumes_the_phase_from_its_last_checkpoint(tmp_pa
     out_dir.mkdir()
     ray.init(address=cluster.address, runtime_env={"env_vars": ray_train_env_vars(resources)}, log_to_driver=False)
     try:
-        metrics = run_training(
+        metrics = train(
             phase_killed_once(step_log, killed),
             out_dir,
             name="phase2-killed",
@@ -87,6 +95,7 @@ def test_a_killed_train_worker_resumes_the_phase_from_its_last_checkpoint(tmp_pa
     assert first_attempt == [1, 2, 3, 4, 5]
     assert second_attempt == [4, 5, 6]  # from the checkpoint of step 3, not from step 1
     assert len({pid for pid, _ in steps}) == 2
+    assert metrics.pop(STEP_SECONDS) > 0  # the last attempt's own time
     assert metrics == {"step": STEPS, "source_score": 1.0}
     assert (out_dir / "config.json").exists()
 

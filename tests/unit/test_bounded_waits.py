@@ -23,7 +23,7 @@ def test_a_trial_larger_than_this_machine_is_refused_naming_the_resource():
 
 @pytest.fixture
 def recorded_training(monkeypatch, tmp_path):
-    """`run_training` without Ray: the TorchTrainer's arguments and what went into the object store."""
+    """`train_data_parallel` without Ray: the TorchTrainer's arguments and what went into the object store."""
     recorded = {"trainer": {}, "put": []}
 
     class RecordingTrainer:
@@ -42,7 +42,7 @@ def test_start_timeout_and_failure_limits_reach_ray_train(recorded_training, tmp
     resources = ResourcesConfig(worker_start_timeout_s=7, worker_restarts=2, controller_failures=1)
     assert ray_train_env_vars(resources)["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "7.0"
     group = WorkerGroup.from_resources(resources)
-    train_runner.run_training(lambda out_dir, hooks: {}, tmp_path, name="run", runs_dir=tmp_path, group=group)
+    train_runner.train_data_parallel(lambda out_dir, hooks: {}, tmp_path, name="run", runs_dir=tmp_path, group=group)
     failure = recorded_training["trainer"]["run_config"].failure_config
     # -1 would mean forever: Ray Train's default for controller failures.
     assert (failure.max_failures, failure.controller_failure_limit) == (2, 1)
@@ -56,7 +56,7 @@ def test_the_trainer_carries_only_a_reference_to_the_work(recorded_training, tmp
         return {}
 
     group = WorkerGroup.from_resources(ResourcesConfig())
-    train_runner.run_training(step, tmp_path, name="run", runs_dir=tmp_path, group=group)
+    train_runner.train_data_parallel(step, tmp_path, name="run", runs_dir=tmp_path, group=group)
     put = recorded_training["put"]
     assert recorded_training["trainer"]["train_loop_config"] == {"work": "reference"}
     assert len(put) == 1 and put[0]["step"] is step and put[0]["out_dir"] == tmp_path
