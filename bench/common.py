@@ -31,6 +31,8 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "loop_vs_bare": (">=", 0.90),
     "mfu": None,
     "ray_fixed_cost_s": ("<=", 5.0),
+    "ray_train_fixed_cost_s": None,
+    "trial_beyond_phase2_s": ("<=", 10.0),
     "student_speedup_6l": (">=", 1.8),
     "student_speedup_4l": None,
     "student_speedup_3l": None,

@@ -117,7 +117,13 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("score_dtype", STRING, "the dtype of the student's matrix products when scored (phase2.precision)"),
     # artifacts and cost
     *(field for step in SHARED_STEPS for field in artifact_fields(step)),
-    column("phase2_seconds", FLOAT, "wall time of this trial's phase 2"),
+    column("phase2_seconds", FLOAT, "wall time of this trial's phase 2, with its worker's start-up and shut-down"),
+    column(
+        "phase2_train_seconds",
+        FLOAT,
+        "phase 2's own time in its worker (rank 0), without start-up; empty for a retried trial whose student was done",
+    ),
+    column("evaluation_seconds", FLOAT, "wall time of the student's evaluation (scores, size and speed)"),
     column("trial_seconds", FLOAT, "wall time of the whole trial"),
     column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),
     column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),

@@ -5,9 +5,10 @@ phase-1 student) are artifacts in the store under `--storage`, built once per ke
 trial, pair, later sweep and single run that needs them; then this trial's phase-2 student, its
 evaluation, and `tune.report`.
 
-The trial function holds only a `trial_driver` slot; its training phases run in `TorchTrainer`s and
-its other steps in Ray tasks that hold the CPUs/GPUs. The method comes from `context.pipeline` (the
-`bistil_ray.pipeline` module; tests pass fakes that satisfy the same `steps.Pipeline`).
+The trial function holds only a `trial_driver` slot; its steps run in Ray tasks that hold the
+CPUs/GPUs, and a training phase of several workers in a `TorchTrainer` (`train_runner`). The method
+comes from `context.pipeline` (the `bistil_ray.pipeline` module; tests pass fakes that satisfy the
+same `steps.Pipeline`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.results_schema import artifact_columns
 from bistil_ray.orchestration.search_space import DIMENSIONS
 from bistil_ray.orchestration.sweep_config import SweepConfig
-from bistil_ray.orchestration.train_runner import TrainStep, WorkerGroup, run_task, run_training, run_untrained
+from bistil_ray.orchestration.train_runner import STEP_SECONDS, TrainStep, WorkerGroup, run_task, run_training, run_untrained
 from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, TASK_TEACHER, Fingerprints, Pipeline, Step, StepCall, step_inputs
 
 OBJECTIVE = "objective_score"
@@ -108,16 +109,17 @@ class _Trial:
         keys[step.kind], paths[step.kind] = artifact.key, artifact.path
         return artifact
 
-    def phase2_student(self, step: TrainStep) -> Path:
-        """This trial's student, trained unless a previous attempt of the trial published it."""
+    def phase2_student(self, step: TrainStep) -> tuple[Path, float | None]:
+        """This trial's student, trained unless a previous attempt of the trial published it, and
+        the training step's own seconds (None when it was published before)."""
         final = self.context.paths.students / self.trial_id
         if final.is_dir():
-            return final
+            return final, None
         objective = self.context.sweep.objective.score
         use_scheduler = self.context.sweep.scheduler != "none"
         remove_dead_staging(final)  # an earlier attempt of this trial, killed while training
         with atomic_directory(final) as staging:
-            run_training(
+            metrics = run_training(
                 step,
                 staging,
                 name=f"phase2-{self.trial_id}",
@@ -127,7 +129,7 @@ class _Trial:
                 metrics=self.metrics,
                 report_to_tune=partial(_for_scheduler, SCORE_KEYS[objective]) if use_scheduler else None,
             )
-        return final
+        return final, metrics[STEP_SECONDS]
 
 
 def run_trial(params: dict[str, Any], context: TrialContext) -> None:
@@ -166,11 +168,15 @@ def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) 
     phase2_steps = PHASE2_STUDENT.training_steps(run)
     trial.enter(PHASE2_STUDENT.label, phase2_steps)
     phase2_started = time.perf_counter()
-    student = trial.phase2_student(StepCall(pipeline, PHASE2_STUDENT, run, {kind: paths[kind] for kind in PHASE2_STUDENT.upstream}))
+    student, phase2_train_seconds = trial.phase2_student(
+        StepCall(pipeline, PHASE2_STUDENT, run, {kind: paths[kind] for kind in PHASE2_STUDENT.upstream})
+    )
     phase2_seconds = time.perf_counter() - phase2_started
     trial.enter("evaluation")
     teacher_scores = artifacts["teacher_scores"].metrics
+    evaluation_started = time.perf_counter()
     evaluation = run_task(evaluate_on_worker, pipeline, run, student, paths["task_teacher"], teacher_scores, group=group)
+    evaluation_seconds = time.perf_counter() - evaluation_started
     objective_key = SCORE_KEYS[sweep.objective.score]
     if evaluation.get(objective_key) is None:
         raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {objective_key}")
@@ -181,6 +187,8 @@ def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) 
         SCHEDULER_TIME: phase2_steps,
         **{name: value for step in SHARED_STEPS for name, value in artifact_columns(step, artifacts[step.kind]).items()},
         "phase2_seconds": phase2_seconds,
+        "phase2_train_seconds": phase2_train_seconds,
+        "evaluation_seconds": evaluation_seconds,
         "trial_seconds": time.perf_counter() - started,
         "student_path": str(student),
         "node": ray.get_runtime_context().get_node_id(),
