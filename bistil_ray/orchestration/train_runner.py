@@ -106,24 +106,11 @@ class WorkerGroup:
         return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
 
 
-def run_training(
-    step: TrainStep,
-    out_dir: Path,
-    *,
-    name: str,
-    runs_dir: Path,
-    group: WorkerGroup,
-    progress: Progress | None = None,
-    metrics: TrialMetrics | None = None,
-    report_to_tune: ReportToTune | None = None,
-) -> dict[str, Any]:
-    """Run a training step on `group`; returns rank 0's metrics and its `STEP_SECONDS`. With
-    `report_to_tune`, each evaluation, extended by it, is also a Tune result of the calling trial."""
+def run_training(step: TrainStep, out_dir: Path, *, group: WorkerGroup, **options: Any) -> dict[str, Any]:
+    """Run a training step on `group` (`train_in_task` for one worker, else `train_data_parallel`,
+    which take the same `options`); returns rank 0's metrics and its `STEP_SECONDS`."""
     train = train_in_task if group.workers == 1 else train_data_parallel
-    return train(
-        step, out_dir, name=name, runs_dir=runs_dir, group=group, progress=progress, metrics=metrics,
-        report_to_tune=report_to_tune,
-    )  # fmt: skip
+    return train(step, out_dir, group=group, **options)
 
 
 # --- one worker: a Ray task ----------------------------------------------------------------------
@@ -184,7 +171,8 @@ def train_in_task(
     metrics: TrialMetrics | None = None,
     report_to_tune: ReportToTune | None = None,
 ) -> dict[str, Any]:
-    """`run_training` on one worker: a Ray task, its checkpoint kept in `runs_dir/name`."""
+    """`run_training` on one worker: a Ray task, its checkpoint kept in `runs_dir/name`. With
+    `report_to_tune`, each evaluation, extended by it, is also a Tune result of the calling trial."""
     if group.workers != 1:
         raise ValueError(f"train_in_task: one worker, not {group.workers}")
     run_dir = Path(runs_dir) / name
