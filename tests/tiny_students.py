@@ -1,6 +1,6 @@
 """Tiny random students with real tokenizers, for the tests of export and deployment: a 2-layer BERT
 with a WordPiece tokenizer and a 2-layer XLM-R with a generic fast tokenizer (the kind vocabulary
-trimming builds), both with the task head of `LABELS`.
+trimming builds), both with the task head of `LABELS`; and the BERT with a token-classification head.
 
 Import them by name: `from tiny_students import LABELS, bert_student`.
 """
@@ -12,6 +12,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    BertForTokenClassification,
     BertTokenizerFast,
     PreTrainedTokenizerFast,
     XLMRobertaConfig,
@@ -23,7 +24,7 @@ SENTENCES = ["the cat sat on a mat", "o gato correu", "a dog ran fast to the hou
 LABELS = ["greetings", "food", "sports"]
 
 
-def bert_student() -> tuple[BertForSequenceClassification, BertTokenizerFast]:
+def _bert_parts() -> tuple[BertConfig, BertTokenizerFast]:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     tokenizer = BertTokenizerFast(vocab={piece: index for index, piece in enumerate(vocab)})
     torch.manual_seed(0)
@@ -31,7 +32,18 @@ def bert_student() -> tuple[BertForSequenceClassification, BertTokenizerFast]:
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, num_labels=len(LABELS), initializer_range=0.5,
     )
+    return config, tokenizer
+
+
+def bert_student() -> tuple[BertForSequenceClassification, BertTokenizerFast]:
+    config, tokenizer = _bert_parts()
     return BertForSequenceClassification(config).eval(), tokenizer
+
+
+def bert_token_student() -> tuple[BertForTokenClassification, BertTokenizerFast]:
+    """The BERT student with one tag of `LABELS` per token (NER, POS)."""
+    config, tokenizer = _bert_parts()
+    return BertForTokenClassification(config).eval(), tokenizer
 
 
 def xlmr_student() -> tuple[XLMRobertaForSequenceClassification, PreTrainedTokenizerFast]:

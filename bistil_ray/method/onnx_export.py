@@ -65,7 +65,8 @@ def export_onnx(student_dir: Path, *, int8: bool = True) -> dict[str, Path]:
 
 
 class OnnxClassifier(nn.Module):
-    """An ONNX Runtime session that answers like a *ForSequenceClassification model on the CPU."""
+    """An ONNX Runtime session that answers like a *ForSequenceClassification or *ForTokenClassification
+    model on the CPU."""
 
     def __init__(self, path: Path, threads: int | None = None):
         super().__init__()
