@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 
-def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
+def fake_pipeline(step_log: Path | None = None, step_seconds: float = 0.0) -> SimpleNamespace:
     """The pipeline's functions, as nested functions so that Ray pickles them by value (Ray's workers
     cannot import this module). With `step_log`, every step appends `<step> <target> <density>` to it
-    when it starts: the density, sampled by Optuna, tells the trials apart."""
+    when it starts: the density, sampled by Optuna, tells the trials apart. Each training step takes
+    `step_seconds`."""
 
     def log(step: str, inputs) -> None:
         run = inputs.run
@@ -27,10 +29,11 @@ def fake_pipeline(step_log: Path | None = None) -> SimpleNamespace:
         """A loop like the method's: resumes from its checkpoint, reports and checkpoints per evaluation."""
         first = json.loads((hooks.resume_from / "state.json").read_text())["step"] + 1 if hooks.resume_from else 1
         for step in range(first, steps + 1):
+            time.sleep(step_seconds)
             checkpoint = Path(tempfile.mkdtemp())
             (checkpoint / "state.json").write_text(json.dumps({"step": step}))
             hooks.on_evaluation({"step": step, "source_score": 0.5}, checkpoint)
-        import ray  # in the Train worker that runs this step
+        import ray  # in the worker that runs this step
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         (out_dir / "config.json").write_text(json.dumps({"worker_cpus": cpus}))
@@ -112,4 +115,7 @@ def drive(sweep_file: str, storage: str, address: str, step_log: str, resume: bo
 
     sweep = SweepConfig.model_validate_json(Path(sweep_file).read_text())
     paths = SweepPaths(Path(storage), sweep.name)
-    run_sweep(sweep, paths, resume=resume, address=address, pipeline=fake_pipeline(Path(step_log)), live=False)
+    # Long enough for a test that polls every 0.2 s to find a trial at work: on a warm worker a fake
+    # phase would otherwise be over in milliseconds.
+    pipeline = fake_pipeline(Path(step_log), step_seconds=0.5)
+    run_sweep(sweep, paths, resume=resume, address=address, pipeline=pipeline, live=False)

@@ -1,5 +1,5 @@
 """The sweep on more than one node, and after its driver is killed: tiny sweeps with the fast fake
-pipeline steps of `sweep_fakes`, each training phase still a real `TorchTrainer`.
+pipeline steps of `sweep_fakes`, each training phase still run on Ray as a real one is.
 
 - Two nodes (`ray.cluster_utils.Cluster` + `add_node()`), each with one `trial_driver` slot: two
   trials at once must run one on each node, and share the artifacts through the storage both see.
