@@ -102,6 +102,11 @@ class WorkerGroup:
             start_timeout_s=resources.worker_start_timeout_s,
         )
 
+    @property
+    def threads(self) -> int:
+        """Torch threads of a worker: one per CPU it holds, at least one."""
+        return max(1, int(self.cpus_per_worker))
+
     def worker_resources(self) -> dict[str, float]:
         return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
 
@@ -182,7 +187,7 @@ def train_in_task(
         "checkpoint_dir": run_dir / "checkpoint",
         "progress": progress,
         "metrics": metrics,
-        "threads": max(1, int(group.cpus_per_worker)),
+        "threads": group.threads,
     }
     remote = (_train_on_gpu if group.use_gpu else _train_on_cpu).options(**_task_resources(group))
     for attempt in range(group.worker_restarts + 1):
@@ -356,7 +361,7 @@ _call_on_gpu = ray.remote(max_calls=1)(_call)
 def run_task(function: Callable[..., Any], *args: Any, group: WorkerGroup) -> Any:
     """`function(*args)` in a Ray task holding one worker's resources (a step without training)."""
     task = (_call_on_gpu if group.use_gpu else _call_on_cpu).options(**_task_resources(group))
-    return ray.get(task.remote(max(1, int(group.cpus_per_worker)), function, *args))
+    return ray.get(task.remote(group.threads, function, *args))
 
 
 def _untrained(step: TrainStep, out_dir: Path) -> dict[str, Any]:
