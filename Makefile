@@ -44,6 +44,7 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.trial_overhead
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.onnx_speed $(dir $(DEMO_TRIALS))
+	$(PY) -m bench.cpu_numerics
 	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja
 	$(PY) -m bench.claims configs/quran_run.yaml --langs zh ar es fr
 

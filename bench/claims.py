@@ -37,7 +37,10 @@ and the statistic is the mean of the languages' differences. `>=` holds when the
 (first seed; no_phase1 has no phase 1 and is shared) on LANG: does an ordering appear, grow or vanish?
 
 Everything is built under --work-dir and reused by a rerun; an interrupted step resumes from its last
-checkpoint. After every model the tables are rewritten, so an interrupted run leaves a partial table:
+checkpoint. A table outlives its work folder only on the kind of CPU its report names: the task
+teacher's weights depend on the CPU's float kernels (bf16 products on AMX, AVX512-BF16 and AVX2 round
+differently: bench/results/cpu_numerics.md), and a rebuilt teacher that differs from the rows' is
+refused. After every model the tables are rewritten, so an interrupted run leaves a partial table:
 claims-<task>.parquet (one row per task, target language, seed and model), claims-<task>.json (settings,
 rows, judged orderings with difference and interval, recipe comparison) and claims-<task>.md under --out;
 claims.parquet, claims.json and claims.md hold every task's in one, and claims.png plots target score
@@ -61,7 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bench.common import RESULTS_DIR, machine, markdown_table, write_report
+from bench.common import RESULTS_DIR, cpu_model, machine, markdown_table, write_report
 from bistil_ray import pipeline
 from bistil_ray.atomic import atomic_directory, atomic_write_bytes
 from bistil_ray.config import RunConfig, load_config, resolve_phase2
@@ -227,10 +230,12 @@ class TaskTeachers:
     """Each recipe's task teacher, built when first asked for (a rerun whose teacher rows are all
     scored builds none). Its weights' SHA-256 goes into its rows, and a rebuilt teacher must match
     the one earlier rows were scored with and distilled from: otherwise those rows would be compared
-    with students of another teacher."""
+    with students of another teacher. Only the same libraries on the same kind of CPU rebuild the same
+    weights (`bench.common.cpu_model`), so a table that outlives its work folder is finished on the
+    kind of CPU it was started on."""
 
-    def __init__(self, bench: Bench, recipes: list[str], recipe_lr: dict[str, str], earlier: list["Scored"]):
-        self.bench, self.recipes, self.recipe_lr = bench, recipes, recipe_lr
+    def __init__(self, bench: Bench, recipes: list[str], recipe_lr: dict[str, str], earlier: list["Scored"], earlier_cpu: str | None):
+        self.bench, self.recipes, self.recipe_lr, self.earlier_cpu = bench, recipes, recipe_lr, earlier_cpu
         self.expected = {r.row["recipe"]: r.row["weights_sha256"] for r in earlier if r.row.get("weights_sha256")}
         self.built: dict[str, tuple[Path, str]] = {}
 
@@ -249,7 +254,8 @@ class TaskTeachers:
             if self.expected.get(recipe, digest) != digest:
                 raise UserInputError(
                     f"{path}: the rebuilt task teacher ({recipe}) differs from the one the rows under --out were "
-                    "scored with; choose another --out to start a new table"
+                    f"scored with (rows made on {self.earlier_cpu or 'an unrecorded CPU'}, this machine {cpu_model()}); "
+                    "choose another --out to start a new table"
                 )
             self.built[recipe] = (path, digest)
         return self.built[recipe]
@@ -261,18 +267,18 @@ def comparable(settings: dict) -> dict:
     return {**{key: value for key, value in settings.items() if key not in ("langs", "seeds", "budget_lang")}, "run_config": run_config}
 
 
-def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Scored"], list[dict]]:
-    """The rows (with per-example correctness) and budget curve an earlier run of the same settings
-    left under `out`: the table is built over several runs, each adding what is missing, even where
-    the work folder of the earlier run is gone."""
+def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Scored"], list[dict], str | None]:
+    """The rows (with per-example correctness), budget curve and CPU of an earlier run of the same
+    settings under `out`: the table is built over several runs, each adding what is missing, even
+    where the work folder of the earlier run is gone."""
     table, report = out / f"claims-{task_name}.parquet", out / f"claims-{task_name}.json"
     if not (table.exists() and report.exists()):
-        return [], []
+        return [], [], None
     try:
         previous = json.loads(report.read_text())
         if "correct" not in pq.read_schema(table).names or comparable(previous["settings"]) != comparable(settings):
             log(f"{table}: made with other settings; starting a new table")
-            return [], []
+            return [], [], None
         rows = pq.read_table(table).to_pylist()
         results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool)) for row in rows]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as error:
@@ -280,7 +286,7 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
     results = [r for r in results if r.row["target_lang"] in settings["langs"] and r.row["seed"] in (None, *settings["seeds"])]
     same_curve = previous["settings"].get("budget_lang") == settings["budget_lang"]
     log(f"{table}: {len(results)} rows kept from an earlier run")
-    return results, previous.get("budget_curve", []) if same_curve else []
+    return results, previous.get("budget_curve", []) if same_curve else [], previous.get("machine", {}).get("cpu")
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -582,7 +588,7 @@ def markdown(record: dict) -> str:
         )  # fmt: skip
     measured = record["machine"]
     return text + (
-        f"\nMeasured {measured['measured_at']} on {measured['cpu_count']} CPUs ({measured['processor']}); models built "
+        f"\nMeasured {measured['measured_at']} on {measured['cpu_count']} CPUs ({measured.get('cpu', measured['processor'])}); models built "
         f"by earlier runs are reused (each model's phase-2 time is in the Parquet table).\n"
     )
 
@@ -683,8 +689,8 @@ def main(argv: list[str] | None = None) -> None:
             "budget_lang": args.budget_curve, "run_config": resolved.model_dump(mode="json", exclude={"target_lang"}),
             "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
-        results, budget_rows = earlier_results(args.out, task_name, settings)
-        teachers = TaskTeachers(bench, args.recipes, recipe_lr, results)
+        results, budget_rows, earlier_cpu = earlier_results(args.out, task_name, settings)
+        teachers = TaskTeachers(bench, args.recipes, recipe_lr, results, earlier_cpu)
         record: dict = {}
 
         def save(progress: str = "") -> None:

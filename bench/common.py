@@ -79,6 +79,7 @@ def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -86,6 +87,20 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "measured_at": now(),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the instruction sets its float kernels dispatch on. Trained weights
+    depend on them (oneDNN's bf16 products on AMX, AVX512-BF16 and AVX2 round differently; so do
+    MKL's float32 ones), so two machines with the same libraries can build different models."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+    except OSError:
+        names = []
+    features = [name for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+                if getattr(torch.cpu, check, lambda: False)()]  # fmt: skip
+    isa = "+".join([torch.backends.cpu.get_cpu_capability(), *features])
+    return f"{names[0] if names else platform.processor() or platform.machine()} ({isa})"
 
 
 def now() -> str:

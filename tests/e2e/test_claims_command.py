@@ -57,7 +57,7 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]
 
 
-def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path):
+def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path, capsys):
     teacher = tiny_teacher(tmp_path / "teacher", [*sum(TOPICS.values(), []), *GERMAN.values()])
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher)}))
@@ -80,6 +80,20 @@ def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path
     assert not (work / "train" / "de" / "seed1" / "bistil").exists()
     timeless = lambda rows: sorted(({k: v for k, v in row.items() if k != "phase2_seconds"} for row in rows), key=str)  # noqa: E731
     assert timeless(pq.read_table(out / "claims-train.parquet").to_pylist()) == timeless(table)  # deterministic: the same row
+
+    # Rows whose teacher another machine built: a rebuild here cannot match them, and the error says where each came from.
+    shutil.rmtree(work)
+    rows = [{**row, "weights_sha256": row["weights_sha256"] and "0" * 64} for row in pq.read_table(out / "claims-train.parquet").to_pylist()]
+    pq.write_table(pa.Table.from_pylist([row for row in rows if (row["model"], row["seed"]) != ("multilingual", 1)]), out / "claims-train.parquet")
+    report = json.loads((out / "claims-train.json").read_text())
+    (out / "claims-train.json").write_text(json.dumps({**report, "machine": {**report["machine"], "cpu": "Other CPU (AVX2)"}}))
+    before = (out / "claims-train.parquet").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        claims.main(argv)
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and "rows made on Other CPU (AVX2), this machine" in error and "differs" in error
+    assert (out / "claims-train.parquet").read_bytes() == before
 
     (out / "claims-train.parquet").write_bytes(b"PAR1")  # a broken table is an error naming it, never silently replaced
     with pytest.raises(SystemExit) as exited:
