@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from bistil_ray.atomic import atomic_write_text
+from bistil_ray.method.training import cpu_bf16_features
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SUMMARY = "summary"
@@ -97,9 +98,7 @@ def cpu_model() -> str:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
     except OSError:
         names = []
-    features = [name for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
-                if getattr(torch.cpu, check, lambda: False)()]  # fmt: skip
-    isa = "+".join([torch.backends.cpu.get_cpu_capability(), *features])
+    isa = "+".join([torch.backends.cpu.get_cpu_capability(), *cpu_bf16_features()])
     return f"{names[0] if names else platform.processor() or platform.machine()} ({isa})"
 
 

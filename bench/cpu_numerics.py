@@ -38,14 +38,14 @@ def trained_weights_sha256(precision: str, steps: int) -> str:
     """SHA-256 of a small BERT classifier's weights after `steps` seeded AdamW steps."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from bistil_ray.method.training import autocast
+    from bistil_ray.method.training import autocast, compute_dtype
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, num_labels=4)
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = compute_dtype(torch.device("cpu"), precision)
     for _ in range(steps):
         input_ids, labels = torch.randint(0, config.vocab_size, (16, 32)), torch.randint(0, 4, (16,))
         with autocast(torch.device("cpu"), dtype):
@@ -62,7 +62,8 @@ def trained_weights_sha256(precision: str, steps: int) -> str:
 def in_fresh_process(env: dict[str, str], precision: str, steps: int) -> str:
     """The digest from a new interpreter: the kernels' instruction set is fixed when they first load."""
     code = f"from bench.cpu_numerics import trained_weights_sha256; print(trained_weights_sha256({precision!r}, {steps}))"
-    cleaned = {key: value for key, value in os.environ.items() if key not in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")}
+    capping = {key for cap in ISA_CAPS.values() for key in cap}
+    cleaned = {key: value for key, value in os.environ.items() if key not in capping}
     done = subprocess.run([sys.executable, "-c", code], env={**cleaned, **env}, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
 

@@ -58,10 +58,15 @@ def has_native_bf16(device: torch.device) -> bool:
     On other CPUs bf16 is emulated and slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    # torch has no public check for these CPU features; its private ones (what oneDNN dispatches on)
-    # may be renamed in a later release, in which case float32 is the safe answer.
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+    return bool(cpu_bf16_features())
+
+
+def cpu_bf16_features() -> list[str]:
+    """This CPU's bf16 matrix instructions that oneDNN dispatches on (AMX, AVX512-BF16)."""
+    # torch has no public check for these CPU features; its private ones may be renamed in a later
+    # release, in which case none is reported and float32 is the safe answer.
+    checks = {"AMX": "_is_amx_tile_supported", "AVX512-BF16": "_is_avx512_bf16_supported"}
+    return [name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()]
 
 
 def compute_dtype(device: torch.device, precision: Precision) -> torch.dtype:
