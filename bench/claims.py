@@ -33,8 +33,9 @@ and the statistic is the mean of the languages' differences. `>=` holds when the
 `>` when the interval's lower end is above 0, `>>` when it is above 0.05 (five points).
 
 `--teachers-only` stops after the task teachers and the vocabulary-trimmed teacher: the recipe comparison.
-`--budget-curve LANG` also trains bistil, multilingual and no_phase1 at 2x and 4x the phase-1 budget
-(first seed; no_phase1 has no phase 1 and is shared) on LANG: does an ordering appear, grow or vanish?
+`--budget-curve LANG` (one of --langs) also trains bistil and multilingual at 2x and 4x the phase-1
+budget (first seed) on LANG, against the table's 1x rows and no_phase1 (which has no phase 1): does an
+ordering appear, grow or vanish?
 
 Everything is built under --work-dir and reused by a rerun; an interrupted step resumes from its last
 checkpoint. A table outlives its work folder only on the kind of CPU its report names: the task
@@ -471,27 +472,33 @@ def language(
         save()
 
 
-def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path) -> list[dict]:
-    rows = []
-    for factor in (1, 2, 4):
+def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path, results: list[Scored]) -> list[dict]:
+    """bistil and multilingual at 2x and 4x the phase-1 budget on `lang`; 1x (and no_phase1, which has
+    no phase 1) are the main table's rows of the first seed, so nothing is trained twice."""
+    point = lambda model, factor, steps, target, source, validation: {  # noqa: E731
+        "model": model, "phase1_factor": factor, "phase1_steps": steps,
+        "target_score": target, "source_score": source, "target_validation_score": validation,
+    }  # fmt: skip
+    rows = [
+        point(r.row["model"], 1 if r.row["phase1_steps"] else 0, r.row["phase1_steps"], r.row["target_score"],
+              r.row["source_score"], r.row["target_validation_score"])
+        for r in results
+        if (r.row["target_lang"], r.row["seed"]) == (lang, seed) and r.row["model"] in ("bistil", "multilingual", "no_phase1")
+    ]  # fmt: skip
+    for factor in (2, 4):
         steps = bench.args.phase1_steps * factor
         inputs = pipeline.resolve_inputs(bench.config(lang, seed, phase1_steps=steps))
         vocabulary = bench.vocabulary(inputs)
-        # 1x is the main table's first seed: the same folders, so nothing is trained twice.
-        folder = bench.root / lang / f"seed{seed}" if factor == 1 else bench.root / "budget" / lang / f"x{factor}"
-        multilingual_folder = bench.root / "multilingual" / f"seed{seed}" if factor == 1 else folder / "multilingual_phase1"
+        folder = bench.root / "budget" / lang / f"x{factor}"
         starts = {
             "bistil": (bench.phase1("bistil", inputs, vocabulary, folder / "bistil")[0], vocabulary),
-            "multilingual": bench.multilingual_start(inputs, multilingual_folder),
+            "multilingual": bench.multilingual_start(inputs, folder / "multilingual_phase1"),
         }
-        if factor == 1:
-            starts["no_phase1"] = (bench.initial_student(inputs, vocabulary), vocabulary)
         for name, (start, vocab) in starts.items():
             student_dir, _ = bench.phase2(name, inputs, start, vocab, teacher_dir, folder / name)
             model, tokenizer = load_exported(student_dir)
             correct, source, validation = score(model, tokenizer, inputs)
-            rows.append({"model": name, "phase1_factor": factor if name != "no_phase1" else 0, "phase1_steps": steps if name != "no_phase1" else 0,
-                         "target_score": float(correct.mean()), "source_score": source, "target_validation_score": validation})  # fmt: skip
+            rows.append(point(name, factor, steps, float(correct.mean()), source, validation))
     return rows
 
 
@@ -594,8 +601,11 @@ def markdown(record: dict) -> str:
 
 
 def write_parquet(path: Path, rows: list[dict]) -> None:
+    """Every key of any row is a column (from_pylist alone takes the first row's keys: a teacher's row
+    has no phase-2 fields, and the students' would be dropped)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    pq.write_table(pa.Table.from_pylist([{key: row.get(key) for key in columns} for row in rows]), buffer)
     atomic_write_bytes(path, buffer.getvalue().to_pybytes())
 
 
@@ -672,6 +682,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     with exit_on_user_error("bench.claims"):
         quiet_libraries()
+        if args.budget_curve and args.budget_curve not in args.langs:
+            raise UserInputError(f"--budget-curve: '{args.budget_curve}' is not one of --langs {args.langs}")
         base = load_config(RunConfig, args.config, args.overrides)
         args.phase1_steps = args.phase1_steps or base.phase1.steps
         args.phase2_steps = args.phase2_steps or base.phase2.full_steps + base.phase2.sparse_steps
@@ -721,7 +733,7 @@ def main(argv: list[str] | None = None) -> None:
             for lang in args.langs:
                 language(bench, lang, seed, index == 0, teachers, results, lambda: save(f"seed {seed}, {lang} in progress"))
         if args.budget_curve and not budget_rows:
-            budget_rows = budget_curve(bench, args.budget_curve, args.seeds[0], teachers.path(base.task_teacher.method))
+            budget_rows = budget_curve(bench, args.budget_curve, args.seeds[0], teachers.path(base.task_teacher.method), results)
         save()
         log(f"claims on {task_name}: {time.perf_counter() - started:.0f} s")
         print(markdown(record))

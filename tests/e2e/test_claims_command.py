@@ -29,6 +29,7 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
 
     rows = pq.read_table(out / "claims-train.parquet").to_pylist()
     assert {"task", "target_lang", "seed", "model", "target_score", "source_score", "params", "throughput"} <= set(rows[0])
+    assert {"phase1_steps", "phase2_steps", "phase2_seconds"} <= set(rows[0])  # the students' fields, though the first row is a teacher's
     built = {(row["model"], row["seed"]) for row in rows}
     assert built == {("teacher:full", None), ("teacher:lt_sft", None), ("teacher:frozen_body", None),
                      ("trimmed_teacher", None), ("scratch", 0)} | {(m, s) for m in ("bistil", "no_phase1", "multilingual") for s in (0, 1)}  # fmt: skip
@@ -48,6 +49,10 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert {(row["model"], row["phase1_steps"]) for row in record["budget_curve"]} == {
         ("bistil", 2), ("bistil", 4), ("bistil", 8), ("multilingual", 2), ("multilingual", 4), ("multilingual", 8), ("no_phase1", 0)
     }  # fmt: skip
+    first_seed = {row["model"]: row for row in rows if row["seed"] == 0}
+    for point in record["budget_curve"]:  # 1x and no_phase1 are the table's own rows, not trained again
+        if point["phase1_factor"] <= 1:
+            assert point["target_score"] == first_seed[point["model"]]["target_score"], point["model"]
     assert "paired bootstrap" in (out / "claims-train.md").read_text()
     assert (out / "claims.png").stat().st_size > 0
     assert pq.read_table(out / "claims.parquet").num_rows == len(rows)
@@ -55,6 +60,13 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
 
     claims.main(argv)  # everything reused: the same table
     assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]
+
+    shutil.rmtree(tmp_path / "work")  # a later session asks for the curve: only its 2x and 4x students train
+    (out / "claims-train.json").write_text(json.dumps({key: value for key, value in record.items() if key != "budget_curve"}))
+    claims.main(argv)
+    assert not (tmp_path / "work" / "train" / "de" / "seed0").exists()
+    assert (tmp_path / "work" / "train" / "budget" / "de" / "x4" / "multilingual").exists()
+    assert json.loads((out / "claims-train.json").read_text())["budget_curve"] == record["budget_curve"]
 
 
 def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path, capsys):

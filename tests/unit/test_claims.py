@@ -1,11 +1,12 @@
-"""The claims benchmark's statistics: the paired bootstrap interval."""
+"""The claims benchmark's statistics (the paired bootstrap interval) and its arguments."""
 
 from __future__ import annotations
 
-
 import numpy as np
+import pytest
 
 from bench import claims
+
 
 def test_paired_bootstrap_interval_covers_the_difference_and_excludes_zero_only_when_it_should():
     rng = np.random.default_rng(1)
@@ -15,3 +16,9 @@ def test_paired_bootstrap_interval_covers_the_difference_and_excludes_zero_only_
     assert low <= difference <= high and low > 0.1
     same, low, high = claims.paired_bootstrap({"de": list(zip(better, better))}, np.random.default_rng(0))
     assert same == low == high == 0
+
+
+def test_a_budget_curve_on_a_language_outside_the_table_is_refused_before_anything_is_read(capsys):
+    with pytest.raises(SystemExit) as exited:
+        claims.main(["missing.yaml", "--langs", "zh", "it", "--budget-curve", "ja"])
+    assert exited.value.code == 2 and "--budget-curve: 'ja' is not one of --langs" in capsys.readouterr().err
