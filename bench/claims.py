@@ -381,9 +381,25 @@ def judge(results: list[Scored], langs: list[str], teacher_model: str) -> list[d
         for key, subset in [*[(lang, {lang: pairs[lang]}) for lang in pairs], ("mean", pairs)]:
             difference, low, high = paired_bootstrap(subset, np.random.default_rng(0))
             cells[key] = {"difference": difference, "low": low, "high": high, "holds": holds(relation, difference, low),
-                          "seeds": max(len(p) for p in subset.values())}  # fmt: skip
+                          "seeds": max(len(p) for p in subset.values()), "agreement": agreement(subset)}  # fmt: skip
         judged.append({"claim": f"{left} {relation} {right}", "paper": wording, "languages": sorted(pairs), "by_language": cells})
     return judged
+
+
+def agreement(pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> float:
+    """The share of test examples on which both models are right or both wrong, mean over pairs and languages."""
+    return float(np.mean([np.mean([np.mean(x == y) for x, y in pairs]) for pairs in pairs_by_lang.values()]))
+
+
+def seed_agreement(results: list[Scored], langs: list[str], model: str = "bistil") -> dict[str, float]:
+    """`model`'s agreement with itself under another seed, per language and on the mean: how alike two
+    models can be when only the seed differs, the yardstick for the agreements of the judged pairs."""
+    pairs = {}
+    for lang in langs:
+        runs = [r.correct for r in results if (r.row["model"], r.row["target_lang"]) == (model, lang)]
+        if len(runs) > 1:
+            pairs[lang] = [(runs[i], runs[j]) for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    return {**{lang: agreement({lang: pairs[lang]}) for lang in pairs}, **({"mean": agreement(pairs)} if pairs else {})}
 
 
 # --- one language -----------------------------------------------------------------------------------
@@ -560,6 +576,13 @@ def claims_table(claims: list[dict], langs: list[str]) -> str:
     return markdown_table(["claim", "the paper"] + langs + ["mean"], rows)
 
 
+def agreement_table(claims: list[dict], by_seed: dict[str, float], langs: list[str]) -> str:
+    share = lambda value: "" if value is None else f"{value:.3f}"  # noqa: E731
+    rows = [[claim["claim"]] + [share(claim["by_language"].get(key, {}).get("agreement")) for key in [*langs, "mean"]] for claim in claims]
+    rows.append(["bistil, one seed against another"] + [share(by_seed.get(key)) for key in [*langs, "mean"]])
+    return markdown_table(["models"] + langs + ["mean"], rows)
+
+
 def markdown(record: dict) -> str:
     settings, langs = record["settings"], record["settings"]["langs"]
     rows, teacher_model = record["rows"], f"teacher:{settings['recipe']}"
@@ -585,6 +608,13 @@ def markdown(record: dict) -> str:
         "(rules fixed in `bench/claims.py` before any measurement).\n\n"
         + claims_table(record["claims"], langs)
     )
+    if record.get("seed_agreement"):
+        text += (
+            "\n## How alike the models are\n\nThe share of test examples on which both models of an ordering are right or both "
+            "wrong (mean over the pairs the interval uses), against BiStil with itself under another seed: two models "
+            "that agree about as often as two seeds of one are, on this test set, the same model up to seed noise.\n\n"
+            + agreement_table(record["claims"], record["seed_agreement"], langs)
+        )
     if record.get("budget_curve"):
         curve = record["budget_curve"]
         text += "\n## Phase-1 budget curve (" + settings["budget_lang"] + ", first seed)\n\n" + markdown_table(
@@ -711,6 +741,7 @@ def main(argv: list[str] | None = None) -> None:
                 machine=machine(),
                 rows=[result.row for result in results],
                 claims=judge(results, args.langs, f"teacher:{base.task_teacher.method}"),
+                seed_agreement=seed_agreement(results, args.langs),
                 progress=progress,
             )
             if budget_rows:

@@ -44,7 +44,8 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert [claim["claim"] for claim in record["claims"]] == [f"{a} {r} {b}" for a, r, b, _ in claims.CLAIMS]
     for claim in record["claims"]:
         for cell in claim["by_language"].values():
-            assert cell["low"] <= cell["difference"] <= cell["high"]
+            assert cell["low"] <= cell["difference"] <= cell["high"] and 0 <= cell["agreement"] <= 1
+    assert 0 <= record["seed_agreement"]["de"] <= 1 and "## How alike the models are" in (out / "claims-train.md").read_text()
     assert record["claims"][2]["by_language"]["de"]["seeds"] == 2  # bistil and multilingual: paired by seed
     assert {(row["model"], row["phase1_steps"]) for row in record["budget_curve"]} == {
         ("bistil", 2), ("bistil", 4), ("bistil", 8), ("multilingual", 2), ("multilingual", 4), ("multilingual", 8), ("no_phase1", 0)

@@ -22,3 +22,15 @@ def test_a_budget_curve_on_a_language_outside_the_table_is_refused_before_anythi
     with pytest.raises(SystemExit) as exited:
         claims.main(["missing.yaml", "--langs", "zh", "it", "--budget-curve", "ja"])
     assert exited.value.code == 2 and "--budget-curve: 'ja' is not one of --langs" in capsys.readouterr().err
+
+
+def test_agreement_counts_examples_both_models_get_right_or_both_wrong():
+    right = np.array([True, True, False, False])
+    assert claims.agreement({"de": [(right, np.array([True, False, False, True]))]}) == 0.5
+    assert claims.agreement({"de": [(right, right)], "fr": [(right, ~right)]}) == 0.5  # the mean over languages
+
+    def run(seed, correct):
+        return claims.Scored({"model": "bistil", "target_lang": "de", "seed": seed}, np.array(correct))
+
+    by_seed = claims.seed_agreement([run(0, [1, 1, 0, 0]), run(1, [1, 1, 0, 1]), run(2, [1, 1, 1, 1])], ["de", "fr"])
+    assert by_seed == {"de": (0.75 + 0.5 + 0.75) / 3, "mean": (0.75 + 0.5 + 0.75) / 3}  # fr: one seed or none, no entry
