@@ -30,7 +30,10 @@ with one seed is paired with every seed of the other). Its 95% interval is a pai
 same examples for both models), the statistic being the mean difference of accuracy; the interval
 is the 2.5th to 97.5th percentile. On the mean over languages each language is resampled on its own
 and the statistic is the mean of the languages' differences. `>=` holds when the difference is >= 0,
-`>` when the interval's lower end is above 0, `>>` when it is above 0.05 (five points).
+`>` when the interval's lower end is above 0, `>>` when it is above 0.05 (five points). Beside each
+ordering the report gives how often its two models agree (both right or both wrong on an example),
+against BiStil with itself under another seed: where an ordering is a tie, this says whether the two
+models differ at all beyond what a seed changes.
 
 `--teachers-only` stops after the task teachers and the vocabulary-trimmed teacher: the recipe comparison.
 `--budget-curve LANG` (one of --langs) also trains bistil and multilingual at 2x and 4x the phase-1
