@@ -499,8 +499,8 @@ def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path, results:
         "target_score": target, "source_score": source, "target_validation_score": validation,
     }  # fmt: skip
     rows = [
-        point(r.row["model"], 1 if r.row["phase1_steps"] else 0, r.row["phase1_steps"], r.row["target_score"],
-              r.row["source_score"], r.row["target_validation_score"])
+        point(r.row["model"], *((0, 0) if r.row["model"] == "no_phase1" else (1, bench.args.phase1_steps)),
+              r.row["target_score"], r.row["source_score"], r.row["target_validation_score"])
         for r in results
         if (r.row["target_lang"], r.row["seed"]) == (lang, seed) and r.row["model"] in ("bistil", "multilingual", "no_phase1")
     ]  # fmt: skip
