@@ -717,12 +717,12 @@ def main(argv: list[str] | None = None) -> None:
         quiet_libraries()
         if args.budget_curve and args.budget_curve not in args.langs:
             raise UserInputError(f"--budget-curve: '{args.budget_curve}' is not one of --langs {args.langs}")
+        recipe_lr = parse_recipe_lr(args.recipe_lr)
         base = load_config(RunConfig, args.config, args.overrides)
         args.phase1_steps = args.phase1_steps or base.phase1.steps
         args.phase2_steps = args.phase2_steps or base.phase2.full_steps + base.phase2.sparse_steps
         if base.task_teacher.method not in args.recipes:
             raise UserInputError(f"--recipes: must include the config's task_teacher.method '{base.task_teacher.method}'")
-        recipe_lr = dict(item.split("=", 1) for item in args.recipe_lr)
         bench = Bench(args, base.model_copy(update={"output_dir": Path(args.work_dir)}))
         task_name = base.task.name
         resolved = base.model_copy(update={"phase2": resolve_phase2(base.phase2, base.task.kind)})
@@ -771,6 +771,21 @@ def main(argv: list[str] | None = None) -> None:
         save()
         log(f"claims on {task_name}: {time.perf_counter() - started:.0f} s")
         print(markdown(record))
+
+
+def parse_recipe_lr(items: list[str]) -> dict[str, str]:
+    """`--recipe-lr RECIPE=LR` items as {recipe: lr}, the lr kept as written (it is part of the table's settings)."""
+    recipe_lr = {}
+    for item in items:
+        recipe, _, lr = item.partition("=")
+        try:
+            valid = recipe in RECIPES and 0 < float(lr) < float("inf")
+        except ValueError:
+            valid = False
+        if not valid:
+            raise UserInputError(f"--recipe-lr: {item!r} is not RECIPE=LR with RECIPE one of {', '.join(RECIPES)} and LR > 0")
+        recipe_lr[recipe] = lr
+    return recipe_lr
 
 
 def replace_teacher_lr(bench: Bench, recipe: str, lr: float) -> Bench:

@@ -34,3 +34,10 @@ def test_agreement_counts_examples_both_models_get_right_or_both_wrong():
 
     by_seed = claims.seed_agreement([run(0, [1, 1, 0, 0]), run(1, [1, 1, 0, 1]), run(2, [1, 1, 1, 1])], ["de", "fr"])
     assert by_seed == {"de": (0.75 + 0.5 + 0.75) / 3, "mean": (0.75 + 0.5 + 0.75) / 3}  # fr: one seed or none, no entry
+
+
+@pytest.mark.parametrize("item", ["frozen_body", "frozen_body=fast", "frozen_body=-1e-3", "frozen_body=nan", "frozen_body=inf", "probe=1e-3", "=1e-3"])
+def test_a_malformed_recipe_learning_rate_is_one_line_naming_the_flag(item, capsys):
+    with pytest.raises(SystemExit) as exited:
+        claims.main(["missing.yaml", "--langs", "zh", "--recipe-lr", item])
+    assert exited.value.code == 2 and f"--recipe-lr: {item!r} is not RECIPE=LR" in capsys.readouterr().err
