@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.claims CONFIG.yaml [--langs zh it ja] [--seeds 0 1 2]
         [--phase1-steps N] [--phase2-steps N] [--recipes full lt_sft frozen_body] [--budget-curve LANG]
+        [--recipe-lr frozen_body=1e-3] [--recipe-steps frozen_body=1600]
         [--work-dir runs/claims] [--out bench/results]
 
 CONFIG is a run config (configs/*.yaml: any task, built-in, hub or files, and any teacher); its
@@ -238,8 +239,10 @@ class TaskTeachers:
     weights (`bench.common.cpu_model`), so a table that outlives its work folder is finished on the
     kind of CPU it was started on."""
 
-    def __init__(self, bench: Bench, recipes: list[str], recipe_lr: dict[str, str], earlier: list["Scored"], earlier_cpu: str | None):
-        self.bench, self.recipes, self.recipe_lr, self.earlier_cpu = bench, recipes, recipe_lr, earlier_cpu
+    def __init__(self, bench: Bench, recipes: list[str], recipe_lr: dict[str, str], recipe_steps: dict[str, str],
+                 earlier: list["Scored"], earlier_cpu: str | None):  # fmt: skip
+        self.bench, self.recipes, self.earlier_cpu = bench, recipes, earlier_cpu
+        self.recipe_lr, self.recipe_steps = recipe_lr, recipe_steps
         self.expected = {r.row["recipe"]: r.row["weights_sha256"] for r in earlier if r.row.get("weights_sha256")}
         self.built: dict[str, tuple[Path, str]] = {}
 
@@ -251,8 +254,9 @@ class TaskTeachers:
 
     def build(self, recipe: str) -> tuple[Path, str]:
         if recipe not in self.built:
-            lr = float(self.recipe_lr[recipe]) if recipe in self.recipe_lr else self.bench.base.task_teacher.lr
-            bench = replace_teacher_lr(self.bench, recipe, lr)
+            lr = float(self.recipe_lr.get(recipe, self.bench.base.task_teacher.lr))
+            steps = int(self.recipe_steps.get(recipe, self.bench.base.task_teacher.steps))
+            bench = replace_teacher(self.bench, recipe, lr, steps)
             path = bench.task_teacher(pipeline.resolve_inputs(bench.config(bench.args.langs[0], bench.args.seeds[0])), recipe)
             digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
             if self.expected.get(recipe, digest) != digest:
@@ -703,6 +707,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES), help="task-teacher recipes to compare")
     parser.add_argument("--recipe-lr", nargs="*", default=["frozen_body=1e-3"], metavar="RECIPE=LR",
                         help="a recipe's own learning rate (a probe needs a larger one than fine-tuning)")  # fmt: skip
+    parser.add_argument("--recipe-steps", nargs="*", default=[], metavar="RECIPE=STEPS",
+                        help="a recipe's own task_teacher.steps (a probe whose pooler starts from random needs more)")  # fmt: skip
     parser.add_argument("--teachers-only", action="store_true", help="the task-teacher rows only: compare the recipes")
     parser.add_argument("--budget-curve", metavar="LANG", help="also train at 2x and 4x the phase-1 budget on LANG")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the config")
@@ -717,7 +723,8 @@ def main(argv: list[str] | None = None) -> None:
         quiet_libraries()
         if args.budget_curve and args.budget_curve not in args.langs:
             raise UserInputError(f"--budget-curve: '{args.budget_curve}' is not one of --langs {args.langs}")
-        recipe_lr = parse_recipe_lr(args.recipe_lr)
+        recipe_lr = parse_recipe_values("--recipe-lr", args.recipe_lr, float)
+        recipe_steps = parse_recipe_values("--recipe-steps", args.recipe_steps, int)
         base = load_config(RunConfig, args.config, args.overrides)
         args.phase1_steps = args.phase1_steps or base.phase1.steps
         args.phase2_steps = args.phase2_steps or base.phase2.full_steps + base.phase2.sparse_steps
@@ -729,13 +736,14 @@ def main(argv: list[str] | None = None) -> None:
         settings = {
             "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
             "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
+            **({"recipe_steps": recipe_steps} if recipe_steps else {}),  # absent where none: earlier tables stay comparable
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
             "budget_lang": args.budget_curve, "run_config": resolved.model_dump(mode="json", exclude={"target_lang"}),
             "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
         results, budget_rows, earlier_cpu = earlier_results(args.out, task_name, settings)
-        teachers = TaskTeachers(bench, args.recipes, recipe_lr, results, earlier_cpu)
+        teachers = TaskTeachers(bench, args.recipes, recipe_lr, recipe_steps, results, earlier_cpu)
         record: dict = {}
 
         def save(progress: str = "") -> None:
@@ -773,24 +781,27 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(record))
 
 
-def parse_recipe_lr(items: list[str]) -> dict[str, str]:
-    """`--recipe-lr RECIPE=LR` items as {recipe: lr}, the lr kept as written (it is part of the table's settings)."""
-    recipe_lr = {}
+def parse_recipe_values(flag: str, items: list[str], kind: type) -> dict[str, str]:
+    """`RECIPE=VALUE` items of `flag` as {recipe: value}, each value a positive finite `kind`, kept as
+    written (it is part of the table's settings)."""
+    values = {}
     for item in items:
-        recipe, _, lr = item.partition("=")
+        recipe, _, value = item.partition("=")
         try:
-            valid = recipe in RECIPES and 0 < float(lr) < float("inf")
+            valid = recipe in RECIPES and 0 < kind(value) < float("inf")
         except ValueError:
             valid = False
         if not valid:
-            raise UserInputError(f"--recipe-lr: {item!r} is not RECIPE=LR with RECIPE one of {', '.join(RECIPES)} and LR > 0")
-        recipe_lr[recipe] = lr
-    return recipe_lr
+            raise UserInputError(f"{flag}: {item!r} is not RECIPE=VALUE with RECIPE one of {', '.join(RECIPES)} and VALUE a positive {kind.__name__}")
+        values[recipe] = value
+    return values
 
 
-def replace_teacher_lr(bench: Bench, recipe: str, lr: float) -> Bench:
-    """The bench with one recipe's learning rate in its task-teacher settings."""
-    teacher = bench.base.task_teacher.model_copy(update={"lr": lr}) if lr != bench.base.task_teacher.lr else bench.base.task_teacher
+def replace_teacher(bench: Bench, recipe: str, lr: float, steps: int) -> Bench:
+    """The bench with one recipe's learning rate and step count in its task-teacher settings."""
+    teacher = bench.base.task_teacher
+    if (lr, steps) != (teacher.lr, teacher.steps):
+        teacher = teacher.model_copy(update={"lr": lr, "steps": steps})
     return Bench(bench.args, bench.base.model_copy(update={"task_teacher": teacher}))
 
 

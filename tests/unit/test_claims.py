@@ -40,4 +40,11 @@ def test_agreement_counts_examples_both_models_get_right_or_both_wrong():
 def test_a_malformed_recipe_learning_rate_is_one_line_naming_the_flag(item, capsys):
     with pytest.raises(SystemExit) as exited:
         claims.main(["missing.yaml", "--langs", "zh", "--recipe-lr", item])
-    assert exited.value.code == 2 and f"--recipe-lr: {item!r} is not RECIPE=LR" in capsys.readouterr().err
+    assert exited.value.code == 2 and f"--recipe-lr: {item!r} is not RECIPE=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", ["frozen_body=1.5", "frozen_body=0", "full", "lt_sft=many"])
+def test_a_malformed_recipe_step_count_is_one_line_naming_the_flag(item, capsys):
+    with pytest.raises(SystemExit) as exited:
+        claims.main(["missing.yaml", "--langs", "zh", "--recipe-steps", item])
+    assert exited.value.code == 2 and f"--recipe-steps: {item!r} is not RECIPE=VALUE" in capsys.readouterr().err
