@@ -799,9 +799,7 @@ def parse_recipe_values(flag: str, items: list[str], kind: type) -> dict[str, st
 
 def replace_teacher(bench: Bench, recipe: str, lr: float, steps: int) -> Bench:
     """The bench with one recipe's learning rate and step count in its task-teacher settings."""
-    teacher = bench.base.task_teacher
-    if (lr, steps) != (teacher.lr, teacher.steps):
-        teacher = teacher.model_copy(update={"lr": lr, "steps": steps})
+    teacher = bench.base.task_teacher.model_copy(update={"lr": lr, "steps": steps})
     return Bench(bench.args, bench.base.model_copy(update={"task_teacher": teacher}))
 
 
