@@ -213,11 +213,14 @@ def peak_matmul_flops(
 ) -> float:
     """This machine's achieved matmul FLOP/s in `dtype`, the one the loop computes in: the MFU denominator.
 
-    Measured rather than looked up, so utilisation is honest on any CPU; cached per process.
+    Measured rather than looked up, so utilisation is honest on any CPU; cached per process. Its
+    operands come from a generator of its own: drawn from the global one, the first loop of a
+    process would train on other dropout masks than every later loop with the same seed.
     """
     device = torch.device(device_type)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
     a @ b
     best = float("inf")
     for _ in range(repeats):

@@ -1,5 +1,6 @@
-"""A pipeline step is a function of its inputs and settings: the global random state before it
-does not change what it builds (the task head a step creates is seeded by the step's own seed)."""
+"""A pipeline step is a function of its inputs and settings: neither the global random state before it
+nor what its process ran earlier changes what it builds (the task head a step creates is seeded by
+the step's own seed, and nothing a loop measures on the side draws from that seed's stream)."""
 
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from transformers import BertTokenizerFast
 from bistil_ray.config import RunConfig, TaskTeacherConfig
 from bistil_ray.data.tasks import TaskData
 from bistil_ray.method.hooks import LocalHooks
+from bistil_ray.method.training import peak_matmul_flops
 from bistil_ray.pipeline import Inputs, build_task_teacher
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -24,10 +26,20 @@ def task() -> TaskData:
     return TaskData("toy", ["even", "odd"], ("text",), split, split, {"zh": split})
 
 
-def test_the_task_teacher_does_not_depend_on_the_global_random_state(tmp_path: Path, tiny_bert_dir: Path):
-    teacher_dir = tiny_bert_dir  # the tiny BERT, with a tokenizer whose ids match its vocabulary
+def teacher_inputs(teacher_dir: Path) -> Inputs:
+    """The tiny BERT with a tokenizer whose ids match its vocabulary, on the toy task."""
     BertTokenizerFast(vocab={piece: index for index, piece in enumerate(SPECIAL + WORDS)}).save_pretrained(teacher_dir)
-    inputs = Inputs(RunConfig(teacher=str(teacher_dir), target_lang="zh"), str(teacher_dir), task(), [], [])
+    return Inputs(RunConfig(teacher=str(teacher_dir), target_lang="zh"), str(teacher_dir), task(), [], [])
+
+
+def assert_same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    assert first.keys() == second.keys() and any(key.startswith("classifier") for key in first)
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_the_task_teacher_does_not_depend_on_the_global_random_state(tmp_path: Path, tiny_bert_dir: Path):
+    inputs = teacher_inputs(tiny_bert_dir)
     config = TaskTeacherConfig(steps=2, eval_every=2, batch_size=4)
     built = []
     for global_seed in (1, 2):
@@ -36,7 +48,20 @@ def test_the_task_teacher_does_not_depend_on_the_global_random_state(tmp_path: P
         out_dir.mkdir()
         build_task_teacher(inputs, config, out_dir, LocalHooks(), log=lambda message: None)
         built.append(load_file(out_dir / "model.safetensors"))
-    first, second = built
-    assert first.keys() == second.keys() and any(key.startswith("classifier") for key in first)
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_weights(*built)
+
+
+def test_the_first_task_teacher_of_a_process_equals_a_later_one(tmp_path: Path, tiny_bert_dir: Path):
+    inputs = teacher_inputs(tiny_bert_dir)
+    config = TaskTeacherConfig(steps=4, eval_every=2, batch_size=4)  # steps after an evaluation, dropout on
+    runs = []
+    for name in ("first", "later"):
+        if name == "first":
+            peak_matmul_flops.cache_clear()  # the first evaluation of a process measures the machine's peak
+        out_dir = tmp_path / name
+        out_dir.mkdir()
+        metrics = build_task_teacher(inputs, config, out_dir, LocalHooks(), log=lambda message: None)
+        runs.append((metrics["loss"], load_file(out_dir / "model.safetensors")))
+    (first_loss, first), (later_loss, later) = runs
+    assert first_loss == later_loss  # the last step's loss: dropout masks drawn after the first evaluation
+    assert_same_weights(first, later)
