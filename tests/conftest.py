@@ -57,3 +57,15 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """A bench called in-process sets torch's thread count for its own timing; a later test that
+    compares results bit for bit with a fresh interpreter needs the default back (float reductions
+    split by thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
