@@ -590,12 +590,19 @@ def agreement_table(claims: list[dict], by_seed: dict[str, float], langs: list[s
     return markdown_table(["models"] + langs + ["mean"], rows)
 
 
+def target_text_share(settings: dict) -> str:
+    ratio = settings["run_config"]["phase2"]["target_text_ratio"]
+    if ratio == 0:
+        return "every phase-2 step on labelled source examples, as published"
+    return f"{ratio:.0%} of phase-2 steps distil the teacher on unlabelled target-language text"
+
+
 def markdown(record: dict) -> str:
     settings, langs = record["settings"], record["settings"]["langs"]
     rows, teacher_model = record["rows"], f"teacher:{settings['recipe']}"
     budget = (
         f"phase 1 {settings['phase1_steps']} steps x {settings['phase1_batch']}, phase 2 {settings['phase2_steps']} steps "
-        f"x {settings['phase2_batch']} (half dense, half sparse)"
+        f"x {settings['phase2_batch']} (half dense, half sparse; {target_text_share(settings)})"
     )
     text = (
         f"# The paper's claims on {settings['task']} ({settings['source_lang']} -> {', '.join(langs)})\n\n"
