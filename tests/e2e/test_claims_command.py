@@ -43,7 +43,7 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert trimmed["vocab_size"] < next(row for row in rows if row["model"] == "teacher:full")["vocab_size"]
 
     record = json.loads((out / "claims-train.json").read_text())
-    assert [claim["claim"] for claim in record["claims"]] == [f"{a} {r} {b}" for a, r, b, _ in claims.CLAIMS]
+    assert [claim["claim"] for claim in record["claims"]] == [claim.name for claim in claims.CLAIMS]
     for claim in record["claims"]:
         for cell in claim["by_language"].values():
             assert cell["low"] <= cell["difference"] <= cell["high"] and 0 <= cell["agreement"] <= 1
@@ -61,8 +61,9 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert pq.read_table(out / "claims.parquet").num_rows == len(rows)
     assert json.loads((out / "claims.json").read_text())["tasks"]["train"]["claims"] == record["claims"]
 
-    claims.main(argv)  # everything reused: the same table
+    claims.main(argv)  # everything reused: the same table, still named for the machine that measured it
     assert pq.read_table(out / "claims-train.parquet").to_pylist()[0]["target_score"] == rows[0]["target_score"]
+    assert json.loads((out / "claims-train.json").read_text())["machine"] == record["machine"]
 
     shutil.rmtree(tmp_path / "work")  # a later session asks for the curve: only its 2x and 4x students train
     (out / "claims-train.json").write_text(json.dumps({key: value for key, value in record.items() if key != "budget_curve"}))

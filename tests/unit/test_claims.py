@@ -18,6 +18,18 @@ def test_paired_bootstrap_interval_covers_the_difference_and_excludes_zero_only_
     assert same == low == high == 0
 
 
+def test_a_student_keeps_a_share_of_the_teacher_when_its_accuracy_is_above_that_share():
+    rng = np.random.default_rng(2)
+    teacher = rng.random((1, 2000)) < 0.5
+    student = teacher & (rng.random((1, 2000)) < 0.985)  # loses 1.5% of the teacher's right answers
+    keeps = claims.Claim("bistil", ">=", "teacher", "", claims.RETAINED)
+    assert keeps.name == "bistil >= 0.97 x teacher"
+    difference, low, high = claims.paired_bootstrap({"de": list(zip(student, teacher))}, np.random.default_rng(0), keeps.share)
+    assert difference == pytest.approx(student.mean() - 0.97 * teacher.mean()) and difference > 0 and low <= difference <= high
+    lost_more = teacher & (rng.random((1, 2000)) < 0.9)
+    assert claims.paired_bootstrap({"de": list(zip(lost_more, teacher))}, np.random.default_rng(0), keeps.share)[0] < 0
+
+
 def test_a_budget_curve_on_a_language_outside_the_table_is_refused_before_anything_is_read(capsys):
     with pytest.raises(SystemExit) as exited:
         claims.main(["missing.yaml", "--langs", "zh", "it", "--budget-curve", "ja"])
