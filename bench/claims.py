@@ -272,8 +272,9 @@ class TaskTeachers:
 
     def build(self, recipe: str) -> tuple[Path, str]:
         if recipe not in self.built:
-            lr = float(self.recipe_lr.get(recipe, self.bench.base.task_teacher.lr))
-            steps = int(self.recipe_steps.get(recipe, self.bench.base.task_teacher.steps))
+            own = self.bench.base.task_teacher.model_copy(update={"method": recipe}).resolved()  # the config's per_method
+            lr = float(self.recipe_lr.get(recipe, own.lr))
+            steps = int(self.recipe_steps.get(recipe, own.steps))
             bench = replace_teacher(self.bench, recipe, lr, steps)
             path = bench.task_teacher(pipeline.resolve_inputs(bench.config(bench.args.langs[0], bench.args.seeds[0])), recipe)
             digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
@@ -767,7 +768,7 @@ def main(argv: list[str] | None = None) -> None:
             **({"recipe_steps": recipe_steps} if recipe_steps else {}),  # absent where none: earlier tables stay comparable
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
-            "budget_lang": args.budget_curve, "run_config": resolved.model_dump(mode="json", exclude={"target_lang"}),
+            "budget_lang": args.budget_curve, "run_config": run_config_settings(resolved),
             "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
         results, budget_rows, earlier_machine = earlier_results(args.out, task_name, settings)
@@ -812,6 +813,15 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(record))
 
 
+def run_config_settings(run: RunConfig) -> dict:
+    """The config a table is made with, as its settings record it; `task_teacher.per_method` only where
+    given (tables made before it existed stay comparable)."""
+    settings = run.model_dump(mode="json", exclude={"target_lang"})
+    if not settings["task_teacher"]["per_method"]:
+        del settings["task_teacher"]["per_method"]
+    return settings
+
+
 def parse_recipe_values(flag: str, items: list[str], kind: type) -> dict[str, str]:
     """`RECIPE=VALUE` items of `flag` as {recipe: value}, each value a positive finite `kind`, kept as
     written (it is part of the table's settings)."""
@@ -830,7 +840,7 @@ def parse_recipe_values(flag: str, items: list[str], kind: type) -> dict[str, st
 
 def replace_teacher(bench: Bench, recipe: str, lr: float, steps: int) -> Bench:
     """The bench with one recipe's learning rate and step count in its task-teacher settings."""
-    teacher = bench.base.task_teacher.model_copy(update={"lr": lr, "steps": steps})
+    teacher = bench.base.task_teacher.model_copy(update={"lr": lr, "steps": steps, "per_method": {}})
     return Bench(bench.args, bench.base.model_copy(update={"task_teacher": teacher}))
 
 

@@ -163,10 +163,20 @@ class OptimConfig(StrictModel):
     )
 
 
+Recipe = Literal["full", "lt_sft", "frozen_body"]
+
+
+class RecipeSettings(StrictModel):
+    """A recipe's own optimiser settings, in place of the shared ones when it is the method."""
+
+    lr: float | None = Field(None, gt=0)
+    steps: int | None = Field(None, gt=0)
+
+
 class TaskTeacherConfig(OptimConfig):
     """Fine-tuning the teacher on source-language task data."""
 
-    method: Literal["full", "lt_sft", "frozen_body"] = Field(
+    method: Recipe = Field(
         "full",
         description="full: fine-tune every parameter (but frozen embeddings); lt_sft: Lottery-Ticket Sparse "
         "Fine-Tuning as the reference trains its task SFTs, the first half of `steps` dense, then the `density` "
@@ -176,6 +186,12 @@ class TaskTeacherConfig(OptimConfig):
     density: float = Field(0.08, gt=0, le=1, description="lt_sft: the share of body entries the sparse half trains")
     lr: float = Field(5e-5, gt=0)
     steps: int = Field(400, gt=0, description="optimiser steps")
+    per_method: dict[Recipe, RecipeSettings] = Field(
+        default_factory=dict,
+        description="a recipe's own lr and steps, used when it is the method (a sweep that searches "
+        "teacher_method trains each recipe with its own): e.g. {frozen_body: {lr: 1.0e-3, steps: 1600}}, "
+        "as a probe on a frozen encoder needs a larger learning rate and more steps than fine-tuning",
+    )
     freeze_embeddings: bool = Field(
         True,
         description="keep the teacher's embeddings fixed: tokens unseen in source task data stay aligned "
@@ -187,9 +203,14 @@ class TaskTeacherConfig(OptimConfig):
         """Steps before the lottery ticket is drawn: all of them unless the method is lt_sft."""
         return self.steps // 2 if self.method == "lt_sft" else self.steps
 
+    def resolved(self) -> "TaskTeacherConfig":
+        """What trains: the method's own settings of `per_method` in place of the shared ones."""
+        own = self.per_method.get(self.method)
+        return self.model_copy(update={**(own.model_dump(exclude_none=True) if own else {}), "per_method": {}})
+
     @model_validator(mode="after")
     def _lt_sft_has_both_halves(self) -> "TaskTeacherConfig":
-        if self.method == "lt_sft" and self.steps < 2:
+        if self.method == "lt_sft" and self.resolved().steps < 2:
             raise ValueError("method lt_sft needs steps >= 2 (a dense and a sparse half)")
         return self
 

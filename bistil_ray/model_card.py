@@ -88,7 +88,7 @@ def card_text(run: RunConfig, result: dict[str, Any], *, base_model: str | None,
         "## How it was made",
         "",
         f"1. Task teacher: `{teacher}` trained on {run.source_lang} `{task.name}` "
-        f"({run.task_teacher.method}, {run.task_teacher.steps} steps).",
+        f"({run.task_teacher.method}, {run.task_teacher.resolved().steps} steps).",
         f"2. Phase 1, general distillation on {run.source_lang} and {run.target_lang} text into "
         f"{run.student.layers} layers: {run.phase1.steps} steps x {run.phase1.batch_size}, lr {run.phase1.lr:g}.",
         f"3. Phase 2, task distillation with Lottery-Ticket Sparse Fine-Tuning: {run.phase2.full_steps} dense + "

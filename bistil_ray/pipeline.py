@@ -99,6 +99,7 @@ def _labels(task: TaskData) -> dict[str, Any]:
 
 def build_task_teacher(inputs: Inputs, config: TaskTeacherConfig, out_dir: Path, hooks: TrainHooks, log: Log = print) -> dict:
     """Fine-tune the teacher on source-language task data; best by source validation."""
+    config = config.resolved()
     tokenizer = AutoTokenizer.from_pretrained(inputs.teacher_path, trust_remote_code=inputs.run.trust_remote_code)
     # Seeded before the model is built: its new task head is part of the run (unseeded, two builds
     # under one artifact key differed by up to 0.13 in weights and 0.04 in target accuracy).

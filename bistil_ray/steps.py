@@ -25,6 +25,7 @@ from bistil_ray.config import (
     Phase2Config,
     RunConfig,
     StudentConfig,
+    StrictModel,
     TaskTeacherConfig,
     VocabularyConfig,
 )
@@ -105,8 +106,15 @@ class Step:
         """Optimiser steps, for progress bars."""
         if not self.trains:
             return None
-        section = getattr(run, self.sections[-1])
+        section = settings_of(run, self.sections[-1])
         return section.full_steps + section.sparse_steps if isinstance(section, Phase2Config) else section.steps
+
+
+def settings_of(run: RunConfig, section: str) -> StrictModel:
+    """A section's settings as its step trains with them: a task teacher's with its method's own lr
+    and steps (the other methods' settings are no part of its key)."""
+    settings = getattr(run, section)
+    return settings.resolved() if isinstance(settings, TaskTeacherConfig) else settings
 
 
 def _build_task_teacher(pipeline: Pipeline, inputs: Inputs, upstream: dict[str, Path], out_dir: Path, hooks: TrainHooks) -> dict:
@@ -157,7 +165,7 @@ def step_inputs(step: Step, run: RunConfig, prints: Fingerprints, upstream_keys:
     inputs: dict[str, Any] = {
         "teacher": prints.teacher,
         "languages": languages,
-        **{section: getattr(run, section).model_dump(mode="json") for section in step.sections},
+        **{section: settings_of(run, section).model_dump(mode="json", exclude={"per_method"}) for section in step.sections},
         **{kind: upstream_keys[kind] for kind in step.upstream},
     }
     if "task" in step.reads:

@@ -40,6 +40,10 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
         return f"  {label:<17} {amount:>10}  ({note})"
 
     dimensions = sweep.dimensions()
+    recipes = dimensions["teacher_method"].values()
+    teacher_steps = ", ".join(
+        f"{recipe} {sweep.task_teacher.model_copy(update={'method': recipe}).resolved().steps} steps" for recipe in recipes
+    )
     state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
     lines = [
         f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}"
@@ -65,8 +69,8 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
         ),
         "artifacts (each built once; reused when already under the storage):",
         artifact_line(
-            "task teachers", TASK_TEACHER, f"one per recipe; {sweep.task_teacher.steps} steps on {sweep.task.name} "
-            f"{sweep.source_lang}", per_pair=False,
+            "task teachers", TASK_TEACHER, f"one per recipe; {teacher_steps} on {sweep.task.name} {sweep.source_lang}",
+            per_pair=False,
         ),
         artifact_line("vocabularies", VOCABULARY, "per pair and threshold"),
         artifact_line(

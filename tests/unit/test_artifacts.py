@@ -14,6 +14,7 @@ import pytest
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.config import RunConfig
 from bistil_ray.artifacts import MANIFEST, ArtifactStore, artifact_key
+from bistil_ray.config import RecipeSettings
 from bistil_ray.steps import PHASE1_STUDENT, TASK_TEACHER, Fingerprints, step_inputs, step_keys
 
 INPUTS = {"teacher": "abc", "settings": {"lr": 1e-4, "steps": 10}}
@@ -68,6 +69,14 @@ def test_keys_follow_what_each_artifact_depends_on():
     # An upstream key is part of the key: a phase-1 student is not shared across vocabularies.
     assert step_inputs(PHASE1_STUDENT, base, prints, keys)["vocabulary"] == keys["vocabulary"]
     assert "corpora" not in step_inputs(TASK_TEACHER, base, prints, keys)
+    # A recipe's own settings key only that recipe's teacher.
+    own = base.task_teacher.model_copy(update={"per_method": {"frozen_body": RecipeSettings(lr=1e-3, steps=1600)}})
+    with_probe_settings = base.model_copy(update={"task_teacher": own})
+    assert step_keys(with_probe_settings, prints)["task_teacher"] == keys["task_teacher"]
+    probe = with_probe_settings.model_copy(update={"task_teacher": own.model_copy(update={"method": "frozen_body"})})
+    same_probe = base.model_copy(update={"task_teacher": base.task_teacher.model_copy(update={"method": "frozen_body", "lr": 1e-3, "steps": 1600})})
+    assert step_keys(probe, prints)["task_teacher"] == step_keys(same_probe, prints)["task_teacher"] != keys["task_teacher"]
+    assert TASK_TEACHER.training_steps(probe) == 1600
 
 
 def test_concurrent_threads_build_a_key_once(tmp_path):

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from bistil_ray.errors import UserInputError
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.plan import describe_plan
 from bistil_ray.orchestration.search_space import DIMENSIONS, SearchSpace
 from bistil_ray.orchestration.sweep_config import SweepConfig, load_sweep
 from bistil_ray.sweep import main
@@ -140,6 +142,21 @@ def test_a_sweep_may_choose_the_task_teacher_recipe(tmp_path):
     assert SweepConfig(**MINIMAL).dimensions()["teacher_method"].values() == ["full"]
     with pytest.raises(UserInputError, match="search_space.teacher_method: 'probe': Input should be 'full', 'lt_sft' or"):
         load_sweep(write(tmp_path, {**MINIMAL, "search_space": {"teacher_method": {"choice": ["full", "probe"]}}}))
+
+
+def test_each_recipe_a_sweep_chooses_trains_with_its_own_settings(tmp_path):
+    data = {**MINIMAL, "task_teacher": {"lr": 5e-5, "steps": 400, "per_method": {"frozen_body": {"lr": 1e-3, "steps": 1600}}},
+            "search_space": {"teacher_method": {"choice": ["full", "frozen_body"]}}}  # fmt: skip
+    sweep = load_sweep(write(tmp_path, data))
+    values = {name: d.extremes()[0] for name, d in sweep.dimensions().items()}
+    probe = sweep.run_config(MINIMAL["target_langs"][0], values | {"teacher_method": "frozen_body"}).task_teacher.resolved()
+    full = sweep.run_config(MINIMAL["target_langs"][0], values | {"teacher_method": "full"}).task_teacher.resolved()
+    assert (probe.lr, probe.steps, full.lr, full.steps) == (1e-3, 1600, 5e-5, 400)
+    assert "one per recipe; full 400 steps, frozen_body 1600 steps" in describe_plan(sweep, SweepPaths(tmp_path, sweep.name))
+    with pytest.raises(UserInputError, match="task_teacher.per_method.probe"):
+        load_sweep(write(tmp_path, {**MINIMAL, "task_teacher": {"per_method": {"probe": {"lr": 1e-3}}}}))
+    with pytest.raises(UserInputError, match="lt_sft needs steps >= 2"):
+        load_sweep(write(tmp_path, {**MINIMAL, "task_teacher": {"method": "lt_sft", "per_method": {"lt_sft": {"steps": 1}}}}))
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
