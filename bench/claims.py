@@ -734,10 +734,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phase1-steps", type=int, help="default: the config's")
     parser.add_argument("--phase2-steps", type=int, help="half dense, half sparse; default: the config's")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES), help="task-teacher recipes to compare")
-    parser.add_argument("--recipe-lr", nargs="*", default=["frozen_body=1e-3"], metavar="RECIPE=LR",
-                        help="a recipe's own learning rate (a probe needs a larger one than fine-tuning)")  # fmt: skip
+    parser.add_argument("--recipe-lr", nargs="*", default=[], metavar="RECIPE=LR",
+                        help="a recipe's own learning rate, over the config's task_teacher.per_method (a probe needs a larger one than fine-tuning)")  # fmt: skip
     parser.add_argument("--recipe-steps", nargs="*", default=[], metavar="RECIPE=STEPS",
-                        help="a recipe's own task_teacher.steps (a probe whose pooler starts from random needs more)")  # fmt: skip
+                        help="a recipe's own task_teacher.steps, over the config's task_teacher.per_method")  # fmt: skip
     parser.add_argument("--teachers-only", action="store_true", help="the task-teacher rows only: compare the recipes")
     parser.add_argument("--budget-curve", metavar="LANG", help="also train at 2x and 4x the phase-1 budget on LANG")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the config")

@@ -21,13 +21,14 @@ TINY_RUN = {**TINY_SETTINGS, "target_lang": "de"}
 def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Path):
     teacher = tiny_teacher(tmp_path / "teacher", [*sum(TOPICS.values(), []), *GERMAN.values()])
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher)}))
+    own_lr = {**TINY_RUN["task_teacher"], "per_method": {"frozen_body": {"lr": 2e-3}}}
+    config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher), "task_teacher": own_lr}))
     out = tmp_path / "results"
     argv = [str(config), "--langs", "de", "--seeds", "0", "1", "--budget-curve", "de", "--recipe-steps", "frozen_body=3",
             "--work-dir", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
     claims.main(argv)
     probe_settings = json.loads((tmp_path / "work" / "train" / "task_teacher-frozen_body" / "bistil_step.json").read_text())["settings"]
-    assert probe_settings["config"]["steps"] == 3 and probe_settings["config"]["lr"] == 1e-3  # the recipe's own steps and lr
+    assert probe_settings["config"]["steps"] == 3 and probe_settings["config"]["lr"] == 2e-3  # the flag's steps, the config's lr
 
     rows = pq.read_table(out / "claims-train.parquet").to_pylist()
     assert {"task", "target_lang", "seed", "model", "target_score", "source_score", "params", "throughput"} <= set(rows[0])
