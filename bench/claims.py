@@ -272,7 +272,7 @@ class TaskTeachers:
 
     def build(self, recipe: str) -> tuple[Path, str]:
         if recipe not in self.built:
-            own = self.bench.base.task_teacher.model_copy(update={"method": recipe}).resolved()  # the config's per_method
+            own = self.bench.base.task_teacher.resolved(recipe)  # with the config's per_method
             lr = float(self.recipe_lr.get(recipe, own.lr))
             steps = int(self.recipe_steps.get(recipe, own.steps))
             bench = replace_teacher(self.bench, recipe, lr, steps)

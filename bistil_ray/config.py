@@ -203,10 +203,11 @@ class TaskTeacherConfig(OptimConfig):
         """Steps before the lottery ticket is drawn: all of them unless the method is lt_sft."""
         return self.steps // 2 if self.method == "lt_sft" else self.steps
 
-    def resolved(self) -> "TaskTeacherConfig":
-        """What trains: the method's own settings of `per_method` in place of the shared ones."""
-        own = self.per_method.get(self.method)
-        return self.model_copy(update={**(own.model_dump(exclude_none=True) if own else {}), "per_method": {}})
+    def resolved(self, method: Recipe | None = None) -> "TaskTeacherConfig":
+        """What trains as `method` (default: the config's): its own settings of `per_method` in place of the shared ones."""
+        method = method or self.method
+        own = self.per_method.get(method)
+        return self.model_copy(update={**(own.model_dump(exclude_none=True) if own else {}), "method": method, "per_method": {}})
 
     @model_validator(mode="after")
     def _lt_sft_has_both_halves(self) -> "TaskTeacherConfig":

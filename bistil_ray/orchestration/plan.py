@@ -41,9 +41,7 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
 
     dimensions = sweep.dimensions()
     recipes = dimensions["teacher_method"].values()
-    teacher_steps = ", ".join(
-        f"{recipe} {sweep.task_teacher.model_copy(update={'method': recipe}).resolved().steps} steps" for recipe in recipes
-    )
+    teacher_steps = ", ".join(f"{recipe} {sweep.task_teacher.resolved(recipe).steps} steps" for recipe in recipes)
     state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
     lines = [
         f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}"
