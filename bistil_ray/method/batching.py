@@ -169,6 +169,15 @@ class BucketedBatches:
         return collate([self.examples[i] for i in indices], self.pad_token_id)
 
 
+def validation_sample(examples: Sequence[Example], size: int | None) -> Sequence[Example]:
+    """At most `size` of `examples`, drawn once with a fixed seed (the same sample for every run and
+    seed, so that checkpoints are chosen on the same examples), in their original order."""
+    if size is None or len(examples) <= size:
+        return examples
+    kept = sorted(random.Random(0).sample(range(len(examples)), size))
+    return [examples[index] for index in kept]
+
+
 def fixed_batches(examples: Sequence[Example], batch_size: int, pad_token_id: int) -> list[dict[str, torch.Tensor]]:
     """Validation batches: every example once, sorted by length, in order."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))

@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedModel
 
 from bistil_ray.config import Phase2Config
-from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
+from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches, validation_sample
 from bistil_ray.method.evaluation import task_scores
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import LossWeights
@@ -98,8 +98,10 @@ def train_phase2(
     if target_ratio > 0:
         target_batches = BucketedBatches(target_text, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
         unlabelled_weights = replace(weights, task=0.0)
-    validation_batches = fixed_batches(validation, 64, pad_token_id)
-    target_validation_batches = fixed_batches(target_validation, 64, pad_token_id) if target_validation else None
+    validation_batches = fixed_batches(validation_sample(validation, config.validation_examples), 64, pad_token_id)
+    target_validation_batches = (
+        fixed_batches(validation_sample(target_validation, config.validation_examples), 64, pad_token_id) if target_validation else None
+    )
     label_names = [student.config.id2label[index] for index in range(student.config.num_labels)]
 
     def new_optimizer(steps: int):

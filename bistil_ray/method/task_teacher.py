@@ -19,7 +19,7 @@ import torch
 from transformers import PreTrainedModel
 
 from bistil_ray.config import TaskTeacherConfig
-from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
+from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches, validation_sample
 from bistil_ray.method.evaluation import task_scores
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.sparse_finetuning import sparsifiable_parameters
@@ -68,7 +68,7 @@ def train_task_teacher(
     network = wrap_for_data_parallel(model, device)
     network.train()
     batches = BucketedBatches(train, config.batch_size, pad_token_id, seed=config.seed, rank=rank, world_size=world)
-    validation_batches = fixed_batches(validation, 64, pad_token_id)
+    validation_batches = fixed_batches(validation_sample(validation, config.validation_examples), 64, pad_token_id)
     label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
 
     def new_optimizer(steps: int):

@@ -236,7 +236,9 @@ def peak_matmul_flops(
 
 @dataclass
 class ThroughputMeter:
-    """Non-padding tokens per second and MFU over the steps since the last `read()`."""
+    """Non-padding tokens per second and MFU over the training steps since the last `restart()`:
+    the loop reads it before an evaluation and restarts it after, so evaluation time is not counted
+    as training time (it is reported on its own, as `eval_seconds`)."""
 
     device: torch.device
     dtype: torch.dtype
@@ -254,13 +256,14 @@ class ThroughputMeter:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         world = rank_and_world()[1]
         peak = peak_matmul_flops(self.device.type, self.dtype) * world
-        reading = {
+        return {
             "tokens_per_s": self.tokens * world / elapsed,
             "flops_per_s": self.flops * world / elapsed,
             "mfu": self.flops * world / elapsed / peak,
         }
+
+    def restart(self) -> None:
         self.tokens, self.flops, self.started = 0, 0.0, time.perf_counter()
-        return reading
 
 
 @torch.no_grad()
@@ -372,6 +375,7 @@ class TrainingLoop:
 
         stage_ends = {self.total_steps} | ({self.stages.dense_steps} if self.stages else set())
         metrics: dict[str, Any] = {}
+        self.meter.restart()
         for step in range(start_step, self.total_steps):
             if self.stages and step == self.stages.dense_steps:
                 self.begin_sparse_stage(select_lottery_ticket(self.stages.body, self.theta_0, self.stages.density))
@@ -390,6 +394,8 @@ class TrainingLoop:
 
             if (step + 1) % self.eval_every != 0 and step + 1 not in stage_ends:
                 continue
+            throughput = self.meter.read()
+            evaluation_started = time.perf_counter()
             evaluation = evaluate(step)
             choosing = self.stages is None or self.sparse is not None
             better = evaluation.score < best_score if self.minimise else evaluation.score > best_score
@@ -404,13 +410,15 @@ class TrainingLoop:
                 **result.parts,
                 **evaluation.metrics,
                 self.best_metric: best_score,
-                **self.meter.read(),
+                **throughput,
+                "eval_seconds": time.perf_counter() - evaluation_started,
             }
             self.log(
                 f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
                 f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
             )
             self.checkpoint_and_report(metrics, {"step": step + 1, "best_score": best_score}, best_weights)
+            self.meter.restart()
 
         if best_weights is not None:
             self.model.load_state_dict(best_weights)
