@@ -64,6 +64,11 @@ class HubTaskSpec(LabelledColumns):
 
     path: str = Field(description="dataset id on the hub, e.g. facebook/xnli or unimelb-nlp/wikiann")
     config: str | None = Field(None, description="dataset config; '{lang}' is replaced by the language")
+    configs: dict[str, str] = Field(
+        default_factory=dict,
+        description="language -> dataset config, where configs are not named by language "
+        "(universal_dependencies: {en: en_ewt, de: de_gsd}); takes precedence over `config`",
+    )
     train_split: str = Field("train", description="source-language training split")
     validation_split: str = Field("validation", description="source-language validation split")
     test_split: str = Field("test", description="target-language test split (target_score)")
@@ -73,6 +78,16 @@ class HubTaskSpec(LabelledColumns):
     max_train_examples: int | None = Field(None, gt=0, description="use at most this many training examples")
     revision: str | None = Field(None, description="dataset revision: branch, tag or commit")
     trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
+
+    def config_for(self, lang: str) -> str | None:
+        """The dataset config that holds `lang`'s data."""
+        if lang in self.configs:
+            return self.configs[lang]
+        return self.config.replace("{lang}", lang) if self.config is not None else None
+
+    def names_each_language(self, langs: list[str]) -> bool:
+        """Whether every language in `langs` loads its own config."""
+        return all(lang in self.configs for lang in langs) or (self.config is not None and "{lang}" in self.config)
 
 
 class FilesTaskSpec(LabelledColumns):
@@ -88,8 +103,50 @@ class FilesTaskSpec(LabelledColumns):
     )
 
 
+UD_TREEBANKS = {"en": "en_ewt", "de": "de_gsd", "fi": "fi_tdt", "id": "id_gsd", "ja": "ja_gsd", "zh": "zh_gsd"}
+UDSplit = Literal["train", "dev", "test"]
+
+
+class UDTaskSpec(StrictModel):
+    """Universal Dependencies treebanks in one folder laid out as a UD release
+    (`UD_<Language>-<Name>/<code>-ud-<split>.conllu`): one tag column, one treebank per language.
+
+    The splits are fixed here, before any measurement: the source treebank's `dev` trains and its
+    `test` validates (UD's English train split is often not at hand, and a source test set is never a
+    reported score); each target's `dev` is its validation set and its `test` is only ever scored."""
+
+    folder: Path | None = Field(
+        None,
+        description="the folder holding the UD_* treebank folders; default: $BISTIL_RAY_UD, else "
+        "../shared/data/ud beside this project's folder when it exists",
+    )
+    treebanks: dict[str, str] = Field(
+        default_factory=lambda: dict(UD_TREEBANKS),
+        description="language -> treebank code, the files' prefix (en_ewt for en_ewt-ud-dev.conllu); "
+        "given, it replaces the default " + ", ".join(f"{lang}: {code}" for lang, code in UD_TREEBANKS.items()),
+    )
+    column: Literal["upos", "xpos", "deprel"] = Field("upos", description="the CoNLL-U column tagged")
+    source_train_split: UDSplit = Field("dev", description="the source treebank's split that trains")
+    source_validation_split: UDSplit = Field("test", description="the source treebank's split that validates")
+    target_validation_split: UDSplit = Field("dev", description="each target's validation split")
+    target_test_split: UDSplit = Field("test", description="each target's scored split, never read for anything else")
+    text_split: UDSplit = Field(
+        "dev", description="the split whose `# text =` lines are a language's phase-1 text where `corpora` names none"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_splits(self) -> "UDTaskSpec":
+        if self.source_train_split == self.source_validation_split:
+            raise ValueError("source_validation_split: the source treebank trains on that split")
+        if self.target_validation_split == self.target_test_split:
+            raise ValueError("target_validation_split: a target's test split is never used to choose")
+        if self.text_split == self.target_test_split:
+            raise ValueError("text_split: a target's test split is never distilled on")
+        return self
+
+
 class TaskSpec(StrictModel):
-    """Exactly one of `builtin`, `hub`, `files`."""
+    """Exactly one of `builtin`, `hub`, `files`, `ud`."""
 
     builtin: Literal["chatterbot", "quran"] | None = Field(
         None,
@@ -98,22 +155,27 @@ class TaskSpec(StrictModel):
     )
     hub: HubTaskSpec | None = Field(None, description="a labelled dataset on the Hugging Face hub")
     files: FilesTaskSpec | None = Field(None, description="labelled local files")
+    ud: UDTaskSpec | None = Field(None, description="Universal Dependencies treebanks in a local UD folder (a token task)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "TaskSpec":
-        given = [name for name in ("builtin", "hub", "files") if getattr(self, name) is not None]
+        given = [name for name in ("builtin", "hub", "files", "ud") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of builtin, hub, files (got {given or 'none'})")
+            raise ValueError(f"give exactly one of builtin, hub, files, ud (got {given or 'none'})")
         return self
 
     @property
     def kind(self) -> TaskKind:
+        if self.ud is not None:
+            return "token"
         return "sequence" if self.builtin else (self.hub or self.files).kind  # type: ignore[union-attr]
 
     @property
     def name(self) -> str:
         if self.builtin:
             return self.builtin
+        if self.ud:
+            return f"ud-{self.ud.column}"
         if self.hub:
             return self.hub.path + (f"/{self.hub.config}" if self.hub.config else "")
         return Path(self.files.train).stem  # type: ignore[union-attr]
@@ -163,6 +225,18 @@ class OptimConfig(StrictModel):
     )
 
 
+class TaskOptimConfig(OptimConfig):
+    """A procedure trained on labelled task data, choosing its best weights on source validation."""
+
+    validation_examples: int | None = Field(
+        None,
+        gt=0,
+        description="score a fixed sample of this many source (and target) validation examples at each "
+        "evaluation, drawn once and the same for every run, to choose the weights; the full sets are scored "
+        "once, at the end. Default: all of them",
+    )
+
+
 Recipe = Literal["full", "lt_sft", "frozen_body"]
 
 
@@ -173,7 +247,7 @@ class RecipeSettings(StrictModel):
     steps: int | None = Field(None, gt=0)
 
 
-class TaskTeacherConfig(OptimConfig):
+class TaskTeacherConfig(TaskOptimConfig):
     """Fine-tuning the teacher on source-language task data."""
 
     method: Recipe = Field(
@@ -253,7 +327,7 @@ class Phase1Config(OptimConfig):
     validation_sentences: int = Field(200, gt=0, description="held out per language")
 
 
-class Phase2Config(OptimConfig):
+class Phase2Config(TaskOptimConfig):
     """Task distillation with Lottery-Ticket Sparse Fine-Tuning."""
 
     lr: float = Field(5e-5, gt=0)

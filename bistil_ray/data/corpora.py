@@ -2,7 +2,8 @@
 
 A language's text comes from `corpora.<lang>` when the config names it (a plain-text file with one
 sentence per line, or a hub dataset's text column); otherwise a built-in task supplies
-the utterances of that language that none of its evaluation splits use.
+the utterances of that language that none of its evaluation splits use, and a UD task the raw text
+of the language's treebank split `task.ud.text_split`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.files import check_readable_file, within
 from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
+from bistil_ray.data.ud import ud_text
 from bistil_ray.errors import UserInputError
 
 
@@ -34,6 +36,8 @@ def load_corpus(
         if not sentences:
             raise UserInputError(f"{where}: no sentences")
         return sentences
+    if task.ud is not None:
+        return ud_text(task.ud, lang)[0][:max_sentences]
     if task.builtin is not None:
         sentences = builtin_task(task.builtin).unlabelled_text(lang)[:max_sentences]
         if not sentences:
@@ -62,6 +66,8 @@ def fingerprint_corpus(task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str
                 "revision": hub.revision,
             }
         return stable_digest({"corpus": source, "max_sentences": spec.max_sentences, "lang": lang})
+    if task.ud is not None:
+        return stable_digest({"corpus": {"ud_text": file_digest(ud_text(task.ud, lang)[1])}, "lang": lang})
     if task.builtin is not None:
         builtin = builtin_task(task.builtin)
         builtin.check_language(lang)

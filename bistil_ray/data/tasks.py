@@ -23,6 +23,7 @@ from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskKind, TaskSpec
 from bistil_ray.data.builtin import builtin_task, check_source
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
 from bistil_ray.data.token_files import tagged_sentences
+from bistil_ray.data.ud import ud_files
 from bistil_ray.errors import UserInputError
 
 # Part of every fingerprint: bump it when a change here alters the data a spec produces.
@@ -56,9 +57,17 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
         if spec.hub.kind == "token":
             return _load_hub_tokens(spec.hub, spec.name, source_lang, target_langs)
         return _load_hub(spec.hub, spec.name, source_lang, target_langs)
-    if spec.files.kind == "token":
-        return _load_token_files(spec.files, spec.name, target_langs)
-    return _load_files(spec.files, spec.name, target_langs)
+    files = local_files(spec, source_lang, target_langs)
+    if files.kind == "token":
+        return _load_token_files(files, spec.name, target_langs)
+    return _load_files(files, spec.name, target_langs)
+
+
+def local_files(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> FilesTaskSpec | None:
+    """The labelled files a files or UD task reads for these languages (None for other sources)."""
+    if spec.ud is not None:
+        return ud_files(spec.ud, source_lang, target_langs)
+    return spec.files
 
 
 def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: list[Path | None]) -> dict[str, Any]:
@@ -66,10 +75,10 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
     splits, or the local files' content."""
     if spec.builtin is not None:
         return {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
-    task = spec.hub or spec.files
+    task = spec.hub or local_files(spec, lang, [])
     identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field], "kind": task.kind}
     if spec.hub is not None:
-        identity.update(hub=spec.hub.path, config=language_config(spec.hub.config, lang), revision=spec.hub.revision, splits=splits)
+        identity.update(hub=spec.hub.path, config=spec.hub.config_for(lang), revision=spec.hub.revision, splits=splits)
     else:
         identity["files"] = [file_digest(path) if path is not None else None for path in files]
     return identity
@@ -78,7 +87,7 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
 def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
     """A short hash of everything that determines the source-language data (not the targets), so
     that a task teacher trained on it is reused for every target language."""
-    hub, files = spec.hub, spec.files
+    hub, files = spec.hub, local_files(spec, source_lang, [])
     identity = _split_identity(
         spec, source_lang,
         [hub.train_split, hub.validation_split] if hub else [],
@@ -92,7 +101,7 @@ def fingerprint_task(spec: TaskSpec, source_lang: str) -> str:
 def fingerprint_target(spec: TaskSpec, source_lang: str, target_lang: str) -> str:
     """A short hash of the target language's evaluation data (test and validation sets), with the
     source data's: what the task teacher's scores on the pair depend on besides the teacher."""
-    hub, files = spec.hub, spec.files
+    hub, files = spec.hub, local_files(spec, source_lang, [target_lang])
     identity = _split_identity(
         spec, target_lang,
         [hub.test_split, hub.target_validation_split] if hub else [],
@@ -150,15 +159,20 @@ def language_config(config: str | None, lang: str) -> str | None:
     return config.replace("{lang}", lang) if config is not None else None
 
 
-def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
-    if spec.config is None or "{lang}" not in spec.config:
+def _check_each_language_has_a_config(spec: HubTaskSpec, langs: list[str]) -> None:
+    if not spec.names_each_language(langs):
+        missing = [lang for lang in langs if lang not in spec.configs]
         raise UserInputError(
-            f"task.hub.config: must contain '{{lang}}' so that each language loads its own data "
-            f"(got {spec.config!r})"
+            f"task.hub.config: must contain '{{lang}}' so that each language loads its own data (got "
+            f"{spec.config!r}), or task.hub.configs must name a config for '{missing[0]}'"
         )
 
+
+def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    _check_each_language_has_a_config(spec, [source_lang, *target_langs])
+
     def where(lang: str, split: str) -> str:
-        return f"{spec.path} [{language_config(spec.config, lang)}] {split}"
+        return f"{spec.path} [{spec.config_for(lang)}] {split}"
 
     train = _load_hub_split(spec, source_lang, spec.train_split)
     if spec.max_train_examples is not None and len(train) > spec.max_train_examples:
@@ -190,7 +204,7 @@ def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list
 def _load_hub_split(spec: HubTaskSpec, lang: str, split: str) -> datasets.Dataset:
     return load_hub_dataset(
         spec.path,
-        language_config(spec.config, lang),
+        spec.config_for(lang),
         split=split,
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,
@@ -331,11 +345,10 @@ def _hub_sentences(dataset: datasets.Dataset, spec: HubTaskSpec, where: str) -> 
 
 
 def _load_hub_tokens(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
-    if spec.config is None or "{lang}" not in spec.config:
-        raise UserInputError(f"task.hub.config: must contain '{{lang}}' so that each language loads its own data (got {spec.config!r})")
+    _check_each_language_has_a_config(spec, [source_lang, *target_langs])
 
     def where(lang: str, split: str) -> str:
-        return f"{spec.path} [{language_config(spec.config, lang)}] {split}"
+        return f"{spec.path} [{spec.config_for(lang)}] {split}"
 
     train_split = _load_hub_split(spec, source_lang, spec.train_split)
     if spec.max_train_examples is not None and len(train_split) > spec.max_train_examples:

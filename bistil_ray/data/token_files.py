@@ -57,6 +57,12 @@ def _parse(path: Path, fields: tuple[str, ...] | None) -> list[conllu.TokenList]
         raise UserInputError(f"{path}: not {layout}: {message}") from None
 
 
+def parse_conllu(path: Path) -> list[conllu.TokenList]:
+    """A CoNLL-U file's sentences, checked: a file that is not CoNLL-U is a one-line error."""
+    check_readable_file(path)
+    return _parse(path, None)
+
+
 def _conllu_sentences(path: Path, column: str) -> list[Sentence]:
     if column not in CONLLU_TAG_COLUMNS:
         raise UserInputError(f"{path}: label_field '{column}' is not a CoNLL-U column (use one of {', '.join(CONLLU_TAG_COLUMNS)})")

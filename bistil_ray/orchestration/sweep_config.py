@@ -28,6 +28,7 @@ from bistil_ray.config import (
     expand_user,
     load_config,
 )
+from bistil_ray.data.ud import ud_folder
 from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.search_space import DIMENSIONS, Dimension, SearchSpace, apply_dimensions
 
@@ -117,7 +118,7 @@ class SweepConfig(StrictModel):
         "builtin:multilingual-e5-small", description="a hub id, a local model directory, or the built-in offline e5"
     )
     trust_remote_code: bool = Field(False, description="let the teacher run its own code from the hub")
-    task: TaskSpec = Field(TaskSpec(builtin="chatterbot"), description="exactly one of builtin, hub, files")
+    task: TaskSpec = Field(TaskSpec(builtin="chatterbot"), description="exactly one of builtin, hub, files, ud")
     source_lang: str = Field("en", description="language of the labelled task data")
     target_langs: list[str] = Field(min_length=1, description="one language pair per target language")
     corpora: dict[str, CorpusSpec] = Field(
@@ -159,7 +160,7 @@ class SweepConfig(StrictModel):
         return {name: getattr(self, name).model_dump() for name in SECTION_MODELS}
 
     def with_absolute_paths(self) -> "SweepConfig":
-        """Local paths (teacher, task files, corpora) made absolute: trials run elsewhere."""
+        """Local paths (teacher, task files, the UD folder, corpora) made absolute: trials run elsewhere."""
         data = self.model_dump()
         teacher = expand_user(self.teacher, "teacher")
         if teacher.exists():
@@ -169,6 +170,8 @@ class SweepConfig(StrictModel):
             files.update(train=Path(files["train"]).resolve(), validation=Path(files["validation"]).resolve())
             for split in ("test", "target_validation"):
                 files[split] = {lang: Path(path).resolve() for lang, path in files[split].items()}
+        if self.task.ud is not None:
+            data["task"]["ud"]["folder"] = ud_folder(self.task.ud)
         for corpus in data["corpora"].values():
             if corpus["file"] is not None:
                 corpus["file"] = Path(corpus["file"]).resolve()
@@ -250,6 +253,8 @@ def _has_target_validation(task: TaskSpec, target: str) -> bool:
         return task.hub.target_validation_split is not None
     if task.files is not None:
         return target in task.files.target_validation
+    if task.ud is not None:
+        return True
     from bistil_ray.data.builtin import builtin_task
 
     builtin = builtin_task(task.builtin)

@@ -32,7 +32,7 @@ REPO = PACKAGE.parent
 ALLOWED_UNPICKLING = {("orchestration/tuning.py", "restore")}
 # Environment variables the package reads, one by one; it never reads the environment as a whole.
 # HF_HUB_OFFLINE is written, not read: offline mode for the Ray workers, once the hub proved unreachable.
-ALLOWED_ENVIRONMENT = {"BISTIL_RAY_CACHE", "LOCAL_RANK", "RAY_AUTH_MODE", "HF_HUB_OFFLINE"}
+ALLOWED_ENVIRONMENT = {"BISTIL_RAY_CACHE", "BISTIL_RAY_UD", "LOCAL_RANK", "RAY_AUTH_MODE", "HF_HUB_OFFLINE"}
 SAFE_YAML_LOADERS = tuple(
     getattr(yaml, name) for name in ("SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader") if hasattr(yaml, name)
 )
