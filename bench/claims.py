@@ -5,7 +5,7 @@
         [--recipe-lr frozen_body=1e-3] [--recipe-steps frozen_body=1600]
         [--work-dir runs/claims] [--out bench/results]
 
-CONFIG is a run config (configs/*.yaml: any task, built-in, hub or files, and any teacher); its
+CONFIG is a run config (configs/*.yaml: any task, built-in, hub, files or UD, and any teacher); its
 `target_lang` is replaced by each of `--langs`. For each target language, the zero-shot test score of:
 
     teacher:<recipe>  the task teacher trained with each `task_teacher.method` of `--recipes`;
@@ -31,7 +31,9 @@ with one seed is paired with every seed of the other). Its 95% interval is a pai
 same examples for both models), the statistic being the mean difference of accuracy (for `left >=
 0.97 x right`, "students lose little", accuracy(left) - 0.97 accuracy(right)); the interval
 is the 2.5th to 97.5th percentile. On the mean over languages each language is resampled on its own
-and the statistic is the mean of the languages' differences. `>=` holds when the difference is >= 0,
+and the statistic is the mean of the languages' differences. A token task's examples are its test
+sentences (a sentence's words are not independent draws): a resample draws sentences, and accuracy
+is the share of the drawn sentences' words tagged right. `>=` holds when the difference is >= 0,
 `>` when the interval's lower end is above 0, `>>` when it is above 0.05 (five points). Beside each
 ordering the report gives how often its two models agree (both right or both wrong on an example),
 against BiStil with itself under another seed: where an ordering is a tie, this says whether the two
@@ -68,7 +70,7 @@ from statistics import mean
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from bench.common import RESULTS_DIR, cpu_model, machine, markdown_table, write_report
 from bistil_ray import pipeline
@@ -77,9 +79,10 @@ from bistil_ray.config import RunConfig, load_config, resolve_phase2
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
+from bistil_ray.data.tasks import TAGS
 from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
-from bistil_ray.method.export import load_exported
+from bistil_ray.method.export import MODEL_CLASSES, load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.run import log
@@ -307,7 +310,7 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
             log(f"{table}: made with other settings; starting a new table")
             return [], [], {}
         rows = pq.read_table(table).to_pylist()
-        results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool)) for row in rows]
+        results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool), _units(row.pop("units", None))) for row in rows]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as error:
         raise UserInputError(f"{table}: not a claims table ({error}); move it and {report.name} away to start a new one") from None
     results = [r for r in results if r.row["target_lang"] in settings["langs"] and r.row["seed"] in (None, *settings["seeds"])]
@@ -319,31 +322,51 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
 # --- scoring ----------------------------------------------------------------------------------------
 
 
+def _units(stored: list[int] | None) -> np.ndarray | None:
+    return None if stored is None else np.asarray(stored, dtype=np.int64)
+
+
 @dataclass
 class Scored:
-    """One model on one language: its row and its per-example correctness on the test set."""
+    """One model on one language: its row and its correctness on the test set, one entry per scored
+    unit (an example; for a token task a word, `units` giving each sentence's number of words)."""
 
     row: dict
     correct: np.ndarray
+    units: np.ndarray | None = None
+
+    def per_example(self) -> tuple[np.ndarray, np.ndarray]:
+        """(correct units, units) per example: what the bootstrap resamples, since the words of one
+        sentence are not independent draws."""
+        if self.units is None:
+            return self.correct.astype(float), np.ones(self.correct.size)
+        starts = np.concatenate([[0], np.cumsum(self.units)[:-1]]).astype(np.int64)
+        return np.add.reduceat(self.correct.astype(float), starts), self.units.astype(float)
 
 
-def correctness(model, tokenizer, dataset, fields: list[str]) -> np.ndarray:
-    return predict(model, tokenizer, dataset, fields) == np.asarray(dataset["label"])
+def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Whether each example (each word of a token task) is right, and each sentence's word count."""
+    predicted = predict(model, tokenizer, dataset, fields, max_length=max_length)
+    if isinstance(predicted, list):
+        gold = [np.asarray(tags) for tags in dataset[TAGS]]
+        return np.concatenate([p == g for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
+    return predicted == np.asarray(dataset["label"]), None
 
 
-def score(model, tokenizer, inputs: pipeline.Inputs) -> tuple[np.ndarray, float, float | None]:
-    """Per-example correctness on the target test set; source and target validation accuracy."""
-    fields = list(inputs.task.text_fields)
-    correct = correctness(model, tokenizer, inputs.target_test, fields)
-    source = float(correctness(model, tokenizer, inputs.task.source_validation, fields).mean())
+def score(model, tokenizer, inputs: pipeline.Inputs) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
+    """Correctness on the target test set (per unit, with the units per example); source and target
+    validation accuracy. Texts are cut where phase 2 cut them."""
+    fields, max_length = list(inputs.task.text_fields), inputs.run.phase2.max_length
+    correct, units = correctness(model, tokenizer, inputs.target_test, fields, max_length)
+    source = float(correctness(model, tokenizer, inputs.task.source_validation, fields, max_length)[0].mean())
     validation = None
     if inputs.target_validation is not None:
-        validation = float(correctness(model, tokenizer, inputs.target_validation, fields).mean())
-    return correct, source, validation
+        validation = float(correctness(model, tokenizer, inputs.target_validation, fields, max_length)[0].mean())
+    return correct, units, source, validation
 
 
 def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline.Inputs, extra: dict) -> Scored:
-    correct, source, validation = score(model, tokenizer, inputs)
+    correct, units, source, validation = score(model, tokenizer, inputs)
     row = {
         "task": inputs.run.task.name,
         "target_lang": inputs.run.target_lang,
@@ -352,30 +375,36 @@ def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline
         "target_score": float(correct.mean()),
         "source_score": source,
         "target_validation_score": validation,
-        "test_examples": int(correct.size),
+        "test_examples": int(correct.size if units is None else units.size),
         "layers": model.config.num_hidden_layers,
         "vocab_size": len(tokenizer),
         "params": count_parameters(model),
         **extra,
     }
-    return Scored(row, correct)
+    return Scored(row, correct, units)
 
 
 def paired_bootstrap(
-    pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]], rng: np.random.Generator, share: float = 1.0
+    pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    rng: np.random.Generator,
+    share: float = 1.0,
+    units_by_lang: dict[str, np.ndarray] | None = None,
 ) -> tuple[float, float, float]:
     """(difference, low, high): the mean over languages of accuracy(left) - share * accuracy(right),
-    with its paired 95% bootstrap interval."""
+    with its paired 95% bootstrap interval. Each pair holds per-example correct counts; `units_by_lang`
+    the units (words) each example has, all ones where absent: accuracy is correct units over units
+    of the resampled examples."""
     differences = np.zeros(BOOTSTRAP_RESAMPLES)
     point = []
-    for pairs in pairs_by_lang.values():
+    for lang, pairs in pairs_by_lang.items():
         left = np.stack([pair[0] for pair in pairs]).astype(float)
         right = share * np.stack([pair[1] for pair in pairs]).astype(float)
         delta = left - right  # seeds x examples
-        point.append(delta.mean())
+        units = units_by_lang[lang] if units_by_lang and lang in units_by_lang else np.ones(delta.shape[1])
+        point.append(delta.sum(axis=1).mean() / units.sum())
         seeds = rng.integers(0, delta.shape[0], size=(BOOTSTRAP_RESAMPLES, delta.shape[0]))
         examples = rng.integers(0, delta.shape[1], size=(BOOTSTRAP_RESAMPLES, delta.shape[1]))
-        per_seed_mean = np.stack([delta[:, row].mean(axis=1) for row in examples])  # resamples x seeds
+        per_seed_mean = np.stack([delta[:, row].sum(axis=1) / units[row].sum() for row in examples])  # resamples x seeds
         differences += np.take_along_axis(per_seed_mean, seeds, axis=1).mean(axis=1)
     differences /= len(pairs_by_lang)
     low, high = np.percentile(differences, [2.5, 97.5])
@@ -393,30 +422,37 @@ def judge(results: list[Scored], langs: list[str], teacher_model: str) -> list[d
     judged = []
     for claim in CLAIMS:
         left_model, right_model = (teacher_model if side == "teacher" else side for side in (claim.left, claim.right))
-        pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        matched: dict[str, list[tuple[Scored, Scored]]] = {}
         for lang in langs:
             a, b = by_key.get((left_model, lang), []), by_key.get((right_model, lang), [])
             if not a or not b:
                 continue
-            seeds_a = {r.row["seed"]: r.correct for r in a}
-            seeds_b = {r.row["seed"]: r.correct for r in b}
+            seeds_a = {r.row["seed"]: r for r in a}
+            seeds_b = {r.row["seed"]: r for r in b}
             if len(seeds_a) > 1 and len(seeds_b) > 1:
-                pairs[lang] = [(seeds_a[s], seeds_b[s]) for s in sorted(seeds_a.keys() & seeds_b.keys())]
+                matched[lang] = [(seeds_a[s], seeds_b[s]) for s in sorted(seeds_a.keys() & seeds_b.keys())]
             else:
-                pairs[lang] = [(x, y) for x in seeds_a.values() for y in seeds_b.values()]
-        if not pairs:
+                matched[lang] = [(x, y) for x in seeds_a.values() for y in seeds_b.values()]
+        if not matched:
             continue
+        # Units (words) are what agree or not; examples (sentences) are what the bootstrap draws.
+        pairs = {lang: [(x.correct, y.correct) for x, y in both] for lang, both in matched.items()}
+        counts = {lang: [(x.per_example()[0], y.per_example()[0]) for x, y in both] for lang, both in matched.items()}
+        units = {lang: both[0][0].per_example()[1] for lang, both in matched.items()}
         cells = {}
-        for key, subset in [*[(lang, {lang: pairs[lang]}) for lang in pairs], ("mean", pairs)]:
-            difference, low, high = paired_bootstrap(subset, np.random.default_rng(0), claim.share)
+        for key, langs_in in [*[(lang, [lang]) for lang in pairs], ("mean", list(pairs))]:
+            subset = {lang: counts[lang] for lang in langs_in}
+            difference, low, high = paired_bootstrap(subset, np.random.default_rng(0), claim.share, units)
             cells[key] = {"difference": difference, "low": low, "high": high, "holds": holds(claim.relation, difference, low),
-                          "seeds": max(len(p) for p in subset.values()), "agreement": agreement(subset)}  # fmt: skip
+                          "seeds": max(len(p) for p in subset.values()),
+                          "agreement": agreement({lang: pairs[lang] for lang in langs_in})}  # fmt: skip
         judged.append({"claim": claim.name, "paper": claim.paper, "languages": sorted(pairs), "by_language": cells})
     return judged
 
 
 def agreement(pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> float:
-    """The share of test examples on which both models are right or both wrong, mean over pairs and languages."""
+    """The share of test examples (words of a token task) on which both models are right or both
+    wrong, mean over pairs and languages."""
     return float(np.mean([np.mean([np.mean(x == y) for x, y in pairs]) for pairs in pairs_by_lang.values()]))
 
 
@@ -435,7 +471,7 @@ def seed_agreement(results: list[Scored], langs: list[str], model: str = "bistil
 
 
 def measure_speed(models: dict[str, tuple], inputs: pipeline.Inputs, directories: dict[str, Path]) -> dict[str, dict]:
-    texts = list(inputs.target_test[inputs.task.text_fields[0]])[:256]
+    texts = pipeline.task_texts(inputs.target_test, inputs.task.text_fields)[:256]
     measured = measure_efficiency(models, texts, directories=directories)
     return {name: {"throughput": e.throughput_batch32, "latency_ms": e.latency_ms_batch1, "bytes": e.bytes_on_disk} for name, e in measured.items()}
 
@@ -475,10 +511,10 @@ def language(
     if first_seed:
         for recipe in teachers.recipes:
             path = teachers.path(recipe)
-            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+            model = MODEL_CLASSES[inputs.task.kind].from_pretrained(path, use_safetensors=True)
             add(f"teacher:{recipe}", None, model, AutoTokenizer.from_pretrained(path), path,
                 {"recipe": recipe, "weights_sha256": teachers.sha256(recipe)})  # fmt: skip
-        trimmed = AutoModelForSequenceClassification.from_pretrained(teacher_dir, use_safetensors=True)
+        trimmed = MODEL_CLASSES[inputs.task.kind].from_pretrained(teacher_dir, use_safetensors=True)
         trimmed_vocabulary = BilingualVocabulary.load(vocabulary)
         trim_embeddings(trimmed, trimmed_vocabulary.kept_ids)
         add("trimmed_teacher", None, trimmed, trimmed_vocabulary.tokenizer, None, {})
@@ -542,7 +578,7 @@ def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path, results:
         for name, (start, vocab) in starts.items():
             student_dir, _ = bench.phase2(name, inputs, start, vocab, teacher_dir, folder / name)
             model, tokenizer = load_exported(student_dir)
-            correct, source, validation = score(model, tokenizer, inputs)
+            correct, _, source, validation = score(model, tokenizer, inputs)
             rows.append(point(name, factor, steps, float(correct.mean()), source, validation))
     return rows
 
@@ -626,9 +662,11 @@ def markdown(record: dict) -> str:
         f"phase 1 {settings['phase1_steps']} steps x {settings['phase1_batch']}, phase 2 {settings['phase2_steps']} steps "
         f"x {settings['phase2_batch']} (half dense, half sparse; {target_text_share(settings)})"
     )
+    words = settings.get("scored_unit") == "word"
+    drawn, compared = ("sentences", "words") if words else ("examples", "examples")
     text = (
         f"# The paper's claims on {settings['task']} ({settings['source_lang']} -> {', '.join(langs)})\n\n"
-        f"Zero-shot target-language test accuracy, mean ± standard deviation over seeds; source: "
+        f"Zero-shot target-language test {'token ' if words else ''}accuracy, mean ± standard deviation over seeds; source: "
         f"{settings['source_lang']} validation accuracy. Teacher {settings['teacher']}; the students distil the "
         f"`{settings['recipe']}` task teacher; every student has {settings['layers']} layers; {budget}; seeds "
         f"{settings['seeds']} (from scratch: the first only). Throughput: batch-32 sequences per second on this CPU, "
@@ -640,13 +678,13 @@ def markdown(record: dict) -> str:
         + score_table(rows, langs, teacher_model)
         + "\n## The orderings the paper claims\n\n"
         "Difference of accuracies, left - right (left - 0.97 x right where the claim names a share) [95% interval, paired "
-        f"bootstrap over test examples and seeds, 2,000 resamples]. `>=` holds when the difference is >= 0, `>` when the "
+        f"bootstrap over test {drawn} and seeds, 2,000 resamples]. `>=` holds when the difference is >= 0, `>` when the "
         f"interval's low end is above 0, `>>` when above {GREATLY} (rules fixed in `bench/claims.py` before any measurement).\n\n"
         + claims_table(record["claims"], langs)
     )
     if record.get("seed_agreement"):
         text += (
-            "\n## How alike the models are\n\nThe share of test examples on which both models of an ordering are right or both "
+            f"\n## How alike the models are\n\nThe share of test {compared} on which both models of an ordering are right or both "
             "wrong (mean over the pairs the interval uses), against BiStil with itself under another seed: two models "
             "that agree about as often as two seeds of one are, on this test set, the same model up to seed noise.\n\n"
             + agreement_table(record["claims"], record["seed_agreement"], langs)
@@ -766,10 +804,11 @@ def main(argv: list[str] | None = None) -> None:
             "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
             "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
             **({"recipe_steps": recipe_steps} if recipe_steps else {}),  # absent where none: earlier tables stay comparable
+            **({"scored_unit": "word"} if base.task.kind == "token" else {}),
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
             "budget_lang": args.budget_curve, "run_config": run_config_settings(resolved),
-            "statistics": "paired bootstrap over test examples and seeds, 2000 resamples, 95% percentile interval",
+            "statistics": f"paired bootstrap over test {'sentences' if base.task.kind == 'token' else 'examples'} and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
         results, budget_rows, earlier_machine = earlier_results(args.out, task_name, settings)
         teachers = TaskTeachers(bench, args.recipes, recipe_lr, recipe_steps, results, earlier_machine.get("cpu"))
@@ -790,7 +829,8 @@ def main(argv: list[str] | None = None) -> None:
             if budget_rows:
                 record["budget_curve"] = budget_rows
             args.out.mkdir(parents=True, exist_ok=True)
-            write_parquet(args.out / f"claims-{task_name}.parquet", [{**result.row, "correct": result.correct.tolist()} for result in results])
+            write_parquet(args.out / f"claims-{task_name}.parquet", [{**result.row, "correct": result.correct.tolist(), "units": None if result.units is None else result.units.tolist()}
+                                                                            for result in results])
             write_report(args.out, f"claims-{task_name}", record, markdown(record))
             plot(args.out)
             combine(args.out)

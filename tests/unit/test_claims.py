@@ -60,3 +60,38 @@ def test_a_malformed_recipe_step_count_is_one_line_naming_the_flag(item, capsys)
     with pytest.raises(SystemExit) as exited:
         claims.main(["missing.yaml", "--langs", "zh", "--recipe-steps", item])
     assert exited.value.code == 2 and f"--recipe-steps: {item!r} is not RECIPE=VALUE" in capsys.readouterr().err
+
+
+def tagged_run(model: str, seed: int, correct_by_sentence: list[list[bool]]) -> claims.Scored:
+    """A token task's row: correctness per word, and each sentence's number of words."""
+    flat = np.array([word for sentence in correct_by_sentence for word in sentence])
+    units = np.array([len(sentence) for sentence in correct_by_sentence])
+    return claims.Scored({"model": model, "target_lang": "de", "seed": seed}, flat, units)
+
+
+def test_a_token_task_is_resampled_by_sentence_and_scored_by_word():
+    run = tagged_run("bistil", 0, [[True, True, False], [True, False]])
+    counts, units = run.per_example()
+    assert counts.tolist() == [2, 1] and units.tolist() == [3, 2]
+    # Sentences of unequal length: the difference is word accuracy's (5/6 - 1/6), not the mean of sentences'.
+    left = tagged_run("bistil", 0, [[True] * 5, [False]])
+    right = tagged_run("no_phase1", 0, [[False] * 4 + [True], [False]])
+    judged = {c["claim"]: c for c in claims.judge([left, right], ["de"], "teacher:full")}
+    assert judged["bistil > no_phase1"]["by_language"]["de"]["difference"] == pytest.approx(5 / 6 - 1 / 6)
+    assert judged["bistil > no_phase1"]["by_language"]["de"]["agreement"] == pytest.approx(2 / 6)  # by word
+
+
+def test_errors_that_cluster_in_sentences_widen_the_interval_against_words_drawn_alone():
+    rng = np.random.default_rng(3)
+    # 200 sentences of 10 words: the student loses whole sentences the teacher gets right.
+    lost = rng.random(200) < 0.1
+    teacher = [[True] * 10 for _ in range(200)]
+    student = [[not gone] * 10 for gone in lost]
+    by_sentence = [tagged_run(model, 0, sentences) for model, sentences in (("bistil", student), ("no_phase1", teacher))]
+    by_word = [claims.Scored(r.row, r.correct) for r in by_sentence]  # the same words as independent examples
+    widths = []
+    for runs in (by_sentence, by_word):
+        cell = {c["claim"]: c for c in claims.judge(runs, ["de"], "teacher:full")}["bistil > no_phase1"]["by_language"]["de"]
+        assert cell["difference"] == pytest.approx(-lost.mean())
+        widths.append(cell["high"] - cell["low"])
+    assert widths[0] > 2 * widths[1]
