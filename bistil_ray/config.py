@@ -191,17 +191,27 @@ class HubCorpusSpec(StrictModel):
     trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
 
 
+class DebianCorpusSpec(StrictModel):
+    """Translated text from Debian's packages, fetched and cleaned once into the cache
+    (`python -m bistil_ray.data.debian_text`: the sources and their licences)."""
+
+    language: str | None = Field(
+        None, description="the sources' language, default the corpus's own (zh-tw: traditional Chinese)"
+    )
+
+
 class CorpusSpec(StrictModel):
-    """Unlabelled text of one language for phase 1: a local file or a hub dataset."""
+    """Unlabelled text of one language for phase 1: a local file, a hub dataset or Debian's packages."""
 
     file: Path | None = Field(None, description="plain text, one sentence per line")
     hub: HubCorpusSpec | None = None
+    debian: DebianCorpusSpec | None = Field(None, description="translated text from Debian's packages")
     max_sentences: int | None = Field(None, gt=0, description="use at most this many sentences")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "CorpusSpec":
-        if (self.file is None) == (self.hub is None):
-            raise ValueError("give exactly one of file, hub")
+        if sum(source is not None for source in (self.file, self.hub, self.debian)) != 1:
+            raise ValueError("give exactly one of file, hub, debian")
         return self
 
 

@@ -1,7 +1,7 @@
 """Unlabelled phase-1 text, one language at a time.
 
 A language's text comes from `corpora.<lang>` when the config names it (a plain-text file with one
-sentence per line, or a hub dataset's text column); otherwise a built-in task supplies
+sentence per line, a hub dataset's text column, or translated text from Debian's packages); otherwise a built-in task supplies
 the utterances of that language that none of its evaluation splits use, and a UD task the raw text
 of the language's treebank split `task.ud.text_split`.
 """
@@ -16,6 +16,7 @@ from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.files import check_readable_file, within
 from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
+from bistil_ray.data.debian_text import debian_corpus
 from bistil_ray.data.ud import ud_text
 from bistil_ray.errors import UserInputError
 
@@ -30,6 +31,9 @@ def load_corpus(
         limit = min((n for n in (spec.max_sentences, max_sentences) if n is not None), default=None)
         if spec.file is not None:
             sentences, where = _read_text_file(Path(spec.file), limit), str(spec.file)
+        elif spec.debian is not None:
+            path = debian_corpus(spec.debian.language or lang)
+            sentences, where = _read_text_file(path, limit), str(path)
         else:
             sentences = _read_hub_corpus(spec.hub, lang, limit)
             where = f"corpora.{lang}.hub ({spec.hub.path})"
@@ -56,6 +60,8 @@ def fingerprint_corpus(task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str
         spec = corpora[lang]
         if spec.file is not None:
             source: dict[str, Any] = {"file": file_digest(Path(spec.file))}
+        elif spec.debian is not None:
+            source = {"debian": file_digest(debian_corpus(spec.debian.language or lang))}
         else:
             hub = spec.hub
             source = {
