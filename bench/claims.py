@@ -266,6 +266,7 @@ class TaskTeachers:
         self.recipe_lr, self.recipe_steps = recipe_lr, recipe_steps
         self.expected = {r.row["recipe"]: r.row["weights_sha256"] for r in earlier if r.row.get("weights_sha256")}
         self.built: dict[str, tuple[Path, str]] = {}
+        self.source_scores: dict[str, float] = {r.row["model"]: r.row["source_score"] for r in earlier if r.row["model"].startswith("teacher:")}
 
     def path(self, recipe: str) -> Path:
         return self.build(recipe)[0]
@@ -353,20 +354,21 @@ def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -
     return predicted == np.asarray(dataset["label"]), None
 
 
-def score(model, tokenizer, inputs: pipeline.Inputs) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
-    """Correctness on the target test set (per unit, with the units per example); source and target
-    validation accuracy. Texts are cut where phase 2 cut them."""
+def score(model, tokenizer, inputs: pipeline.Inputs, source: float | None = None) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
+    """Correctness on the target test set (per unit, with the units per example); source (unless
+    given) and target validation accuracy. Texts are cut where phase 2 cut them."""
     fields, max_length = list(inputs.task.text_fields), inputs.run.phase2.max_length
     correct, units = correctness(model, tokenizer, inputs.target_test, fields, max_length)
-    source = float(correctness(model, tokenizer, inputs.task.source_validation, fields, max_length)[0].mean())
+    if source is None:
+        source = float(correctness(model, tokenizer, inputs.task.source_validation, fields, max_length)[0].mean())
     validation = None
     if inputs.target_validation is not None:
         validation = float(correctness(model, tokenizer, inputs.target_validation, fields, max_length)[0].mean())
     return correct, units, source, validation
 
 
-def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline.Inputs, extra: dict) -> Scored:
-    correct, units, source, validation = score(model, tokenizer, inputs)
+def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline.Inputs, extra: dict, source: float | None = None) -> Scored:
+    correct, units, source, validation = score(model, tokenizer, inputs, source)
     row = {
         "task": inputs.run.task.name,
         "target_lang": inputs.run.target_lang,
@@ -506,7 +508,11 @@ def language(
     def add(model_name: str, row_seed: int | None, model, tokenizer, directory: Path | None, extra: dict) -> None:
         speed_models[model_name], directories[model_name] = (model, tokenizer), directory
         if (model_name, lang, row_seed) not in done:
-            new.append(scored(model_name, row_seed, model, tokenizer, inputs, extra))
+            # A task teacher's source score is the same for every target language: scored once.
+            known = teachers.source_scores.get(model_name)
+            new.append(scored(model_name, row_seed, model, tokenizer, inputs, extra, source=known))
+            if model_name.startswith("teacher:"):
+                teachers.source_scores[model_name] = new[-1].row["source_score"]
 
     if first_seed:
         for recipe in teachers.recipes:

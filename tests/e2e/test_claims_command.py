@@ -116,3 +116,21 @@ def test_claims_table_grows_over_runs_whose_work_folders_are_gone(tmp_path: Path
     with pytest.raises(SystemExit) as exited:
         claims.main(argv)
     assert exited.value.code == 2 and (out / "claims-train.parquet").read_bytes() == b"PAR1"
+
+
+def test_claims_on_a_token_task_score_words_and_resample_sentences(tmp_path: Path):
+    from tiny_token_task import ENTITIES, FILLER, token_task_files
+
+    teacher = tiny_teacher(tmp_path / "teacher", [*ENTITIES, *FILLER["en"], *FILLER["de"]])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, **token_task_files(tmp_path / "files", "pos"), "teacher": str(teacher)}))
+    out = tmp_path / "results"
+    claims.main([str(config), "--langs", "de", "--seeds", "0", "--recipes", "full", "--work-dir", str(tmp_path / "work"), "--out", str(out)])
+    rows = pq.read_table(out / "claims-train.parquet").to_pylist()
+    assert {row["model"] for row in rows} == {"teacher:full", "trimmed_teacher", "bistil", "no_phase1", "scratch", "multilingual"}
+    for row in rows:
+        assert row["test_examples"] == len(row["units"]) == 12  # sentences
+        assert len(row["correct"]) == sum(row["units"]) == 48  # words
+        assert row["target_score"] == pytest.approx(sum(row["correct"]) / 48)
+    report = (out / "claims-train.md").read_text()
+    assert "test token accuracy" in report and "bootstrap over test sentences" in report
