@@ -42,7 +42,7 @@ from bistil_ray.atomic import atomic_write_text
 from bistil_ray.errors import UserInputError, exit_on_user_error
 
 WESNOTH_CAMPAIGNS = ("did", "dm", "dw", "ei", "httt", "l", "low", "nr", "sof", "sota", "sotbe", "thot", "trow", "tsg", "ttb", "utbs")
-FORMAT_VERSION = 1  # part of every key: bump it when the extraction changes what a package gives
+FORMAT_VERSION = 2  # part of every key: bump it when the extraction changes what a package gives
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def fortunes(folder: str) -> Callable[[Path], Iterator[str]]:
 
 
 def _libreoffice(code: str) -> Source:
-    return Source(f"libreoffice-help-{code}", "MPL-2.0", help_pages(code))
+    """The help of one language: the package is named in lower case, its folder as LibreOffice names it (zh-TW)."""
+    return Source(f"libreoffice-help-{code.lower()}", "MPL-2.0", help_pages(code))
 
 
 def _wesnoth(locale: str | None) -> list[Source]:
@@ -144,13 +145,13 @@ def _wesnoth(locale: str | None) -> list[Source]:
 
 
 SOURCES: dict[str, list[Source]] = {
-    "en": [_libreoffice("en-gb"), *_wesnoth(None)],
+    "en": [_libreoffice("en-GB"), *_wesnoth(None)],
     "de": [_libreoffice("de"), *_wesnoth("de"), Source("fortunes-de", "GPL-2", fortunes("fortunes/de"))],
     "fi": [_libreoffice("fi"), *_wesnoth("fi")],
     "id": [_libreoffice("id"), *_wesnoth("id")],
     "ja": [_libreoffice("ja"), *_wesnoth("ja")],
-    "zh": [_libreoffice("zh-cn"), *_wesnoth("zh_CN"), Source("fortunes-zh", "GPL-2", fortunes("fortunes"))],
-    "zh-tw": [_libreoffice("zh-tw"), *_wesnoth("zh_TW")],
+    "zh": [_libreoffice("zh-CN"), *_wesnoth("zh_CN"), Source("fortunes-zh", "GPL-2", fortunes("fortunes"))],
+    "zh-tw": [_libreoffice("zh-TW"), *_wesnoth("zh_TW")],
 }
 CJK = ("ja", "zh", "zh-tw")
 

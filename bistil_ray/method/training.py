@@ -415,7 +415,8 @@ class TrainingLoop:
             }
             self.log(
                 f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
-                f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%}"
+                f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%} "
+                f"(evaluation {metrics['eval_seconds']:.0f} s)"
             )
             self.checkpoint_and_report(metrics, {"step": step + 1, "best_score": best_score}, best_weights)
             self.meter.restart()
