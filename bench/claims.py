@@ -16,8 +16,9 @@ CONFIG is a run config (configs/*.yaml: any task, built-in, hub, files or UD, an
     scratch           the same shape, randomly initialised, phase 1 masked-language modelling alone on
                       the same bilingual text, then the same phase 2 (first seed only: its gap is large)
     multilingual      the same depth with the teacher's whole vocabulary, phase 1 on the text of every
-                      language of the task (English batches alternating with all others pooled), then
-                      the same phase 2
+                      language of the task (a built-in task's, a UD task's treebanks, else the source
+                      and --langs; English batches alternating with all others pooled), then the same
+                      phase 2
 
 Every student distils the config's task teacher (`task_teacher.method` of CONFIG); every student with a
 phase 1 gets the same phase-1 budget, every student the same phase 2; each seed seeds phase 1 and
@@ -249,6 +250,8 @@ class Bench:
     def task_languages(self) -> list[str]:
         if self.base.task.builtin is not None:
             return builtin_task(self.base.task.builtin).available_languages()
+        if self.base.task.ud is not None:
+            return list(self.base.task.ud.treebanks)
         return [self.base.source_lang, *self.args.langs]
 
 
