@@ -48,14 +48,28 @@ def tokenize_texts(
     return examples
 
 
+# What a sentencepiece or byte-level BPE tokenizer marks a word's start with. A word it cannot join to
+# a following piece (most Chinese and Japanese words: the training text had no spaces before them)
+# starts with this marker alone, a piece shared by every such word.
+WORD_START_MARKERS = ("\u2581", "\u0120")  # "▁" (sentencepiece), "Ġ" (byte-level BPE)
+
+
 def first_subword_positions(encoded, index: int) -> list[int | None]:
-    """For each sub-word position of example `index`, the word it starts, or None (special tokens
-    and the continuation pieces of a word): the word's tag sits on its first sub-word only."""
+    """For each sub-word position of example `index`, the word whose tag sits there, or None (special
+    tokens and a word's other pieces). A word's tag sits on its first piece that carries text: the first
+    sub-word, unless that is a bare word-start marker, which says nothing about the word."""
     positions: list[int | None] = []
-    previous = None
-    for word in encoded.word_ids(index):
-        positions.append(word if word is not None and word != previous else None)
-        previous = word
+    tokens = encoded.tokens(index)
+    tagged: set[int] = set()
+    word_ids = encoded.word_ids(index)
+    for position, word in enumerate(word_ids):
+        bare_marker = tokens[position] in WORD_START_MARKERS
+        last_piece = position + 1 == len(word_ids) or word_ids[position + 1] != word
+        if word is None or word in tagged or (bare_marker and not last_piece):
+            positions.append(None)
+        else:
+            positions.append(word)
+            tagged.add(word)
     return positions
 
 
@@ -71,8 +85,9 @@ def encode_words(tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[st
 def tokenize_tagged(
     tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[str]], tags: Sequence[Sequence[int]], max_length: int
 ) -> list[Example]:
-    """Unpadded examples of a token task: `labels` holds each word's tag on its first sub-word and
-    IGNORE_INDEX everywhere else (special tokens, a word's later pieces); words cut off by `max_length` have no position and no label."""
+    """Unpadded examples of a token task: `labels` holds each word's tag on its first sub-word that
+    carries text (`first_subword_positions`) and IGNORE_INDEX everywhere else (special tokens, a word's
+    other pieces); words cut off by `max_length` have no position and no label."""
     encoded = encode_words(tokenizer, words, max_length)
     examples: list[Example] = []
     for index in range(len(words)):

@@ -15,6 +15,7 @@ from tiny_task import tiny_teacher
 from tiny_token_task import ENTITIES, FILLER, check_first_subword_alignment, tagged, token_task_files
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+from bistil_ray.method.batching import IGNORE_INDEX, tokenize_tagged
 from bistil_ray.method.evaluation import predict
 from bistil_ray.method.export import load_exported
 from bistil_ray.run import main as run_main
@@ -24,6 +25,16 @@ def test_labels_sit_on_the_first_subword_of_each_word_sentencepiece(e5_teacher_d
     words = ["Konstantinopel", "ist", "eine", "Stadtverwaltungsreform", "."]
     assert len(tokenizer([words], is_split_into_words=True)["input_ids"][0]) > len(words) + 2
     check_first_subword_alignment(tokenizer, words, [3, 0, 0, 1, 0])
+
+
+def test_a_cjk_word_is_tagged_on_its_text_not_on_the_bare_word_start_piece(e5_teacher_dir: Path):
+    tokenizer = AutoTokenizer.from_pretrained(e5_teacher_dir)
+    words = ["施力", "的", "大小", "。"]  # each piece is "▁" then the word: no Chinese piece starts with "▁"
+    pieces = tokenizer([words], is_split_into_words=True).tokens(0)
+    assert pieces.count("\u2581") >= 3
+    check_first_subword_alignment(tokenizer, words, [1, 2, 3, 4])
+    (example,) = tokenize_tagged(tokenizer, [words], [[1, 2, 3, 4]], max_length=64)
+    assert all(pieces[position] != "\u2581" for position, label in enumerate(example["labels"]) if label != IGNORE_INDEX)
 
 
 @pytest.mark.parametrize("scheme, metric", [("ner", "entity_f1"), ("pos", "token_accuracy")])
