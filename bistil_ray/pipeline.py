@@ -305,7 +305,8 @@ def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) ->
     tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
 
     def score(dataset) -> float:
-        return evaluate_task(teacher, tokenizer, dataset, fields, task.label_names, device=device)["score"]
+        max_length = inputs.run.task_teacher.max_length  # where the teacher learnt to cut texts
+        return evaluate_task(teacher, tokenizer, dataset, fields, task.label_names, device=device, max_length=max_length)["score"]
 
     scores = {
         "teacher_source_score": score(task.source_validation),
@@ -339,7 +340,8 @@ def evaluate_student(
     target_test = inputs.target_test
 
     def scores(dataset):
-        return evaluate_task(student, student_tokenizer, dataset, fields, task.label_names, device=device, dtype=dtype)
+        max_length = inputs.run.phase2.max_length  # where the student learnt to cut texts
+        return evaluate_task(student, student_tokenizer, dataset, fields, task.label_names, device=device, dtype=dtype, max_length=max_length)
 
     student_target = scores(target_test)
     result = {
