@@ -64,7 +64,7 @@ def test_the_graph_says_which_searched_settings_each_step_depends_on():
     assert dimensions_behind(TEACHER_SCORES) == ("teacher_method",)
 
 
-def test_evaluation_scores_the_student_on_the_device_the_process_holds_and_reuses_the_teacher_scores(monkeypatch):
+def test_evaluation_scores_the_student_on_the_device_the_process_holds_at_its_trained_length_and_reuses_the_teacher_scores(monkeypatch):
     import datasets
     import torch
     from fixtures_teacher import tiny_bert_config
@@ -75,13 +75,13 @@ def test_evaluation_scores_the_student_on_the_device_the_process_holds_and_reuse
 
     split = datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]})
     task = TaskData("toy", ["even", "odd"], ("text",), split, split, {"de": split}, {"de": split})
-    run = RunConfig.model_validate({"target_lang": "de", "phase2": {"precision": "bf16"}})
+    run = RunConfig.model_validate({"target_lang": "de", "phase2": {"precision": "bf16", "max_length": 48}})
     inputs = pipeline.Inputs(run, "unused", task, [], [])
     held = torch.device("cuda", 3)  # what a GPU trial's worker holds; nothing runs on it here
     scored_with = []
 
-    def evaluate_task(model, tokenizer, dataset, fields, label_names, *, device, dtype=torch.float32):
-        scored_with.append((device, dtype))
+    def evaluate_task(model, tokenizer, dataset, fields, label_names, *, device, dtype=torch.float32, max_length=128):
+        scored_with.append((device, dtype, max_length))
         return {"accuracy": 0.5, "macro_f1": 0.4, "score": 0.5, "metric": "accuracy"}
 
     student = BertForSequenceClassification(tiny_bert_config())
@@ -91,6 +91,6 @@ def test_evaluation_scores_the_student_on_the_device_the_process_holds_and_reuse
     teacher_scores = {"teacher_source_score": 0.9, "teacher_target_score": 0.8, "teacher_target_validation_score": 0.7}
     result = pipeline.evaluate_student(inputs, Path("student"), Path("teacher"), teacher_scores, efficiency=False)
 
-    assert scored_with == [(held, torch.bfloat16)] * 3  # target test, source validation, target validation
+    assert scored_with == [(held, torch.bfloat16, 48)] * 3  # target test, source validation, target validation: cut where phase 2 cut
     assert result["scored_on"] == "cuda" and result["score_dtype"] == "bfloat16"
     assert result["teacher_target_score"] == 0.8 and result["retention"] == 0.5 / 0.8
