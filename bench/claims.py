@@ -339,6 +339,10 @@ class Scored:
     correct: np.ndarray
     units: np.ndarray | None = None
 
+    def stored_row(self) -> dict:
+        """The row with its correctness, as the Parquet table keeps it (`earlier_results` reads it back)."""
+        return {**self.row, "correct": self.correct.tolist(), "units": None if self.units is None else self.units.tolist()}
+
     def per_example(self) -> tuple[np.ndarray, np.ndarray]:
         """(correct units, units) per example: what the bootstrap resamples, since the words of one
         sentence are not independent draws."""
@@ -838,8 +842,7 @@ def main(argv: list[str] | None = None) -> None:
             if budget_rows:
                 record["budget_curve"] = budget_rows
             args.out.mkdir(parents=True, exist_ok=True)
-            write_parquet(args.out / f"claims-{task_name}.parquet", [{**result.row, "correct": result.correct.tolist(), "units": None if result.units is None else result.units.tolist()}
-                                                                            for result in results])
+            write_parquet(args.out / f"claims-{task_name}.parquet", [result.stored_row() for result in results])
             write_report(args.out, f"claims-{task_name}", record, markdown(record))
             plot(args.out)
             combine(args.out)

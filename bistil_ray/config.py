@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -31,6 +31,11 @@ TASK_KIND_HELP = (
     "sequence: one label per text or text pair (classification, NLI); token: one tag per word "
     "(NER with BIO tags, scored by entity F1; POS and other tags, scored by token accuracy)"
 )
+
+
+def language_config(config: str | None, lang: str) -> str | None:
+    """A dataset config with '{lang}' replaced by the language."""
+    return config.replace("{lang}", lang) if config is not None else None
 
 
 class LabelledColumns(StrictModel):
@@ -81,9 +86,7 @@ class HubTaskSpec(LabelledColumns):
 
     def config_for(self, lang: str) -> str | None:
         """The dataset config that holds `lang`'s data."""
-        if lang in self.configs:
-            return self.configs[lang]
-        return self.config.replace("{lang}", lang) if self.config is not None else None
+        return self.configs[lang] if lang in self.configs else language_config(self.config, lang)
 
     def names_each_language(self, langs: list[str]) -> bool:
         """Whether every language in `langs` loads its own config."""
@@ -134,6 +137,14 @@ class UDTaskSpec(StrictModel):
         "dev", description="the split whose `# text =` lines are a language's phase-1 text where `corpora` names none"
     )
 
+    # The columns a UD task has once read, as `task.hub` and `task.files` name theirs.
+    kind: ClassVar[TaskKind] = "token"
+    text_fields: ClassVar[list[str]] = ["tokens"]
+
+    @property
+    def label_field(self) -> str:
+        return self.column
+
     @model_validator(mode="after")
     def _distinct_splits(self) -> "UDTaskSpec":
         if self.source_train_split == self.source_validation_split:
@@ -166,9 +177,7 @@ class TaskSpec(StrictModel):
 
     @property
     def kind(self) -> TaskKind:
-        if self.ud is not None:
-            return "token"
-        return "sequence" if self.builtin else (self.hub or self.files).kind  # type: ignore[union-attr]
+        return "sequence" if self.builtin else (self.hub or self.files or self.ud).kind  # type: ignore[union-attr]
 
     @property
     def name(self) -> str:

@@ -12,12 +12,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec
+from bistil_ray.config import CorpusSpec, HubCorpusSpec, TaskSpec, language_config
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.files import check_readable_file, within
-from bistil_ray.data.tasks import file_digest, language_config, load_hub_dataset, stable_digest
+from bistil_ray.data.tasks import file_digest, load_hub_dataset, stable_digest
 from bistil_ray.data.debian_text import debian_corpus
-from bistil_ray.data.ud import ud_text
+from bistil_ray.data.ud import raw_sentences, ud_text_file
 from bistil_ray.errors import UserInputError
 
 
@@ -41,7 +41,7 @@ def load_corpus(
             raise UserInputError(f"{where}: no sentences")
         return sentences
     if task.ud is not None:
-        return ud_text(task.ud, lang)[0][:max_sentences]
+        return raw_sentences(ud_text_file(task.ud, lang))[:max_sentences]
     if task.builtin is not None:
         sentences = builtin_task(task.builtin).unlabelled_text(lang)[:max_sentences]
         if not sentences:
@@ -73,7 +73,7 @@ def fingerprint_corpus(task: TaskSpec, corpora: dict[str, CorpusSpec], lang: str
             }
         return stable_digest({"corpus": source, "max_sentences": spec.max_sentences, "lang": lang})
     if task.ud is not None:
-        return stable_digest({"corpus": {"ud_text": file_digest(ud_text(task.ud, lang)[1])}, "lang": lang})
+        return stable_digest({"corpus": {"ud_text": file_digest(ud_text_file(task.ud, lang))}, "lang": lang})
     if task.builtin is not None:
         builtin = builtin_task(task.builtin)
         builtin.check_language(lang)

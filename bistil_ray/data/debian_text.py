@@ -103,11 +103,8 @@ def catalogue_strings(locale: str | None) -> Callable[[Path], Iterator[str]]:
     A translation equal to its source string is untranslated English, and left out."""
 
     def extract(tree: Path) -> Iterator[str]:
-        for catalogue in sorted(tree.rglob("*.mo")):
-            if locale is None and catalogue.parent.parent.name != "en_GB":
-                continue
-            if locale is not None and catalogue.parent.parent.name != locale:
-                continue
+        # English: the source strings (msgids) of the en_GB catalogues, one per campaign.
+        for catalogue in sorted(tree.rglob(f"{locale or 'en_GB'}/LC_MESSAGES/*.mo")):
             with catalogue.open("rb") as handle:
                 entries = gettext.GNUTranslations(handle)._catalog  # the public API answers one string at a time
             for source, translated in entries.items():

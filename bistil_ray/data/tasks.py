@@ -75,7 +75,7 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
     splits, or the local files' content."""
     if spec.builtin is not None:
         return {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
-    task = spec.hub or local_files(spec, lang, [])
+    task = spec.hub or spec.files or spec.ud
     identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field], "kind": task.kind}
     if spec.hub is not None:
         identity.update(hub=spec.hub.path, config=spec.hub.config_for(lang), revision=spec.hub.revision, splits=splits)
@@ -152,11 +152,6 @@ def _load_builtin(name: str, source_lang: str, target_langs: list[str]) -> TaskD
 
 
 # --- hub datasets (one config per language, XNLI style) ------------------------------------------
-
-
-def language_config(config: str | None, lang: str) -> str | None:
-    """A dataset config with '{lang}' replaced by the language."""
-    return config.replace("{lang}", lang) if config is not None else None
 
 
 def _check_each_language_has_a_config(spec: HubTaskSpec, langs: list[str]) -> None:

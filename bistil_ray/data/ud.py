@@ -70,8 +70,8 @@ def ud_files(spec: UDTaskSpec, source_lang: str, target_langs: list[str]) -> Fil
         return treebank_file(folder, treebank_code(spec, lang), split)
 
     return FilesTaskSpec(
-        kind="token",
-        label_field=spec.column,
+        kind=spec.kind,
+        label_field=spec.label_field,
         train=file(source_lang, spec.source_train_split),
         validation=file(source_lang, spec.source_validation_split),
         test={lang: file(lang, spec.target_test_split) for lang in target_langs},
@@ -79,11 +79,10 @@ def ud_files(spec: UDTaskSpec, source_lang: str, target_langs: list[str]) -> Fil
     )
 
 
-def ud_text(spec: UDTaskSpec, lang: str) -> tuple[list[str], Path]:
-    """Phase-1 text a UD task supplies for `lang` where `corpora` names none: the `# text =` lines of
-    its treebank's `text_split` (never a test split), and the file they come from."""
-    path = treebank_file(ud_folder(spec), treebank_code(spec, lang), spec.text_split)
-    return raw_sentences(path), path
+def ud_text_file(spec: UDTaskSpec, lang: str) -> Path:
+    """Where a UD task's phase-1 text for `lang` comes from when `corpora` names none: its treebank's
+    `text_split` (never a test split), whose `# text =` lines `raw_sentences` reads."""
+    return treebank_file(ud_folder(spec), treebank_code(spec, lang), spec.text_split)
 
 
 def raw_sentences(path: Path) -> list[str]:
