@@ -82,6 +82,7 @@ from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
 from bistil_ray.data.tasks import TAGS
 from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.inputs import Inputs
 from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
 from bistil_ray.method.export import MODEL_CLASSES, load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
@@ -178,7 +179,7 @@ class Bench:
 
     # --- what is built ------------------------------------------------------------------------------
 
-    def task_teacher(self, inputs: pipeline.Inputs, recipe: str) -> Path:
+    def task_teacher(self, inputs: Inputs, recipe: str) -> Path:
         config = self.base.task_teacher.model_copy(update={"method": recipe})
         final = self.root / f"task_teacher-{recipe}"
         self.step(
@@ -189,7 +190,7 @@ class Bench:
         )
         return final
 
-    def vocabulary(self, inputs: pipeline.Inputs) -> Path:
+    def vocabulary(self, inputs: Inputs) -> Path:
         final = self.root / inputs.run.target_lang / "vocabulary"
         self.step(
             "vocabulary", final, {"teacher": self.base.teacher, "config": self.base.vocabulary},
@@ -197,7 +198,7 @@ class Bench:
         )  # fmt: skip
         return final
 
-    def phase1(self, name: str, inputs: pipeline.Inputs, vocabulary: Path, folder: Path, random_mlm: bool = False) -> tuple[Path, int]:
+    def phase1(self, name: str, inputs: Inputs, vocabulary: Path, folder: Path, random_mlm: bool = False) -> tuple[Path, int]:
         config, student = inputs.run.phase1, inputs.run.student
         if random_mlm:
             student = student.model_copy(update={"initialisation": "random"})
@@ -209,7 +210,7 @@ class Bench:
         )  # fmt: skip
         return final, config.steps
 
-    def initial_student(self, inputs: pipeline.Inputs, vocabulary: Path) -> Path:
+    def initial_student(self, inputs: Inputs, vocabulary: Path) -> Path:
         final = self.root / inputs.run.target_lang / "no_phase1_initial"
         self.step(
             "no_phase1_initial", final, {"student": inputs.run.student},
@@ -217,7 +218,7 @@ class Bench:
         )  # fmt: skip
         return final
 
-    def multilingual_start(self, inputs: pipeline.Inputs, seed_folder: Path) -> tuple[Path, Path]:
+    def multilingual_start(self, inputs: Inputs, seed_folder: Path) -> tuple[Path, Path]:
         """The teacher's whole vocabulary and a phase-1 student on every language of the task."""
         vocabulary = self.root / "multilingual_vocabulary"
 
@@ -239,7 +240,7 @@ class Bench:
         )  # fmt: skip
         return final, vocabulary
 
-    def phase2(self, name: str, inputs: pipeline.Inputs, start: Path, vocabulary: Path, teacher: Path, folder: Path) -> tuple[Path, float]:
+    def phase2(self, name: str, inputs: Inputs, start: Path, vocabulary: Path, teacher: Path, folder: Path) -> tuple[Path, float]:
         final = folder / "student"
         built = self.step(
             f"{name}_phase2", final, {"config": inputs.run.phase2, "start": str(start), "teacher": str(teacher)},
@@ -361,7 +362,7 @@ def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -
     return predicted == np.asarray(dataset["label"]), None
 
 
-def score(model, tokenizer, inputs: pipeline.Inputs, source: float | None = None) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
+def score(model, tokenizer, inputs: Inputs, source: float | None = None) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
     """Correctness on the target test set (per unit, with the units per example); source (unless
     given) and target validation accuracy. Texts are cut where phase 2 cut them."""
     fields, max_length = list(inputs.task.text_fields), inputs.run.phase2.max_length
@@ -374,7 +375,7 @@ def score(model, tokenizer, inputs: pipeline.Inputs, source: float | None = None
     return correct, units, source, validation
 
 
-def scored(model_name: str, seed: int | None, model, tokenizer, inputs: pipeline.Inputs, extra: dict, source: float | None = None) -> Scored:
+def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, extra: dict, source: float | None = None) -> Scored:
     correct, units, source, validation = score(model, tokenizer, inputs, source)
     row = {
         "task": inputs.run.task.name,
@@ -479,7 +480,7 @@ def seed_agreement(results: list[Scored], langs: list[str], model: str = "bistil
 # --- one language -----------------------------------------------------------------------------------
 
 
-def measure_speed(models: dict[str, tuple], inputs: pipeline.Inputs, directories: dict[str, Path]) -> dict[str, dict]:
+def measure_speed(models: dict[str, tuple], inputs: Inputs, directories: dict[str, Path]) -> dict[str, dict]:
     texts = pipeline.task_texts(inputs.target_test, inputs.task.text_fields)[:256]
     measured = measure_efficiency(models, texts, directories=directories)
     return {name: {"throughput": e.throughput_batch32, "latency_ms": e.latency_ms_batch1, "bytes": e.bytes_on_disk} for name, e in measured.items()}

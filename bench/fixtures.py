@@ -19,7 +19,8 @@ from bistil_ray.method.phase1 import BilingualText
 from bistil_ray.method.student import LayerMap, build_student
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings
 from bistil_ray.orchestration.sweep_config import SweepConfig
-from bistil_ray.pipeline import Inputs, bilingual_text, build_vocabulary, resolve_inputs
+from bistil_ray.inputs import Inputs, resolve_inputs
+from bistil_ray.pipeline import bilingual_text, build_vocabulary
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
 

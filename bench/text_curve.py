@@ -29,6 +29,7 @@ from bistil_ray import pipeline
 from bistil_ray.config import CorpusSpec, RunConfig, load_config
 from bistil_ray.console import quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.inputs import Inputs
 from bistil_ray.method.export import load_exported
 from bistil_ray.run import log
 
@@ -43,7 +44,7 @@ def with_text(config: RunConfig, lang: str, size: int, debian_language: str | No
     return config.model_copy(update={"corpora": {**config.corpora, lang: corpus}})
 
 
-def curve_point(bench: Bench, inputs: pipeline.Inputs, teacher_dir: Path, folder: Path) -> dict[str, Scored]:
+def curve_point(bench: Bench, inputs: Inputs, teacher_dir: Path, folder: Path) -> dict[str, Scored]:
     """BiStil and no phase 1 on this point's text: each built once into `folder`, then scored."""
     vocabulary = folder / "vocabulary"
     bench.step(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +20,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from bistil_ray.assets.teachers import resolve_teacher
 from bistil_ray.config import (
     Phase1Config,
     Phase2Config,
@@ -31,9 +29,9 @@ from bistil_ray.config import (
     VocabularyConfig,
     resolve_phase2,
 )
-from bistil_ray.data.corpora import load_corpus
-from bistil_ray.data.tasks import TaskData, load_task
+from bistil_ray.data.tasks import TaskData
 from bistil_ray.data.word_frequencies import word_frequencies
+from bistil_ray.inputs import Inputs, resolve_inputs  # noqa: F401 (resolve_inputs: a step of `steps.Pipeline`)
 from bistil_ray.method.batching import tokenize_dataset, tokenize_texts
 from bistil_ray.method.evaluation import count_parameters, directory_bytes, evaluate_task, measure_efficiency
 from bistil_ray.method.export import MODEL_CLASSES, load_exported, write_student_directory
@@ -49,38 +47,6 @@ from bistil_ray.results_schema import EFFICIENCY_FIGURES
 
 PROJECTION_FILE = "bistil_projection.safetensors"
 Log = Callable[[str], None]
-
-
-@dataclass
-class Inputs:
-    """Everything a run reads: the resolved teacher, the task data and the phase-1 text."""
-
-    run: RunConfig
-    teacher_path: str
-    task: TaskData
-    source_text: list[str]
-    target_text: list[str]
-
-    @property
-    def target_test(self):
-        return self.task.target_test[self.run.target_lang]
-
-    @property
-    def target_validation(self):
-        """The target language's validation set, or None where the task has none."""
-        return self.task.target_validation.get(self.run.target_lang)
-
-
-def resolve_inputs(run: RunConfig) -> Inputs:
-    teacher_path = resolve_teacher(run.teacher, trust_remote_code=run.trust_remote_code)
-    task = load_task(run.task, run.source_lang, [run.target_lang])
-    return Inputs(
-        run=run,
-        teacher_path=teacher_path,
-        task=task,
-        source_text=load_corpus(run.task, run.corpora, run.source_lang),
-        target_text=load_corpus(run.task, run.corpora, run.target_lang),
-    )
 
 
 def task_texts(dataset, text_fields) -> list[str]:

@@ -32,8 +32,8 @@ from bistil_ray.config import (
 from bistil_ray.data.word_frequencies import fingerprint as word_lists_fingerprint
 from bistil_ray.method.hooks import TrainHooks
 
-if TYPE_CHECKING:  # torch and transformers: not needed to key or plan a step
-    from bistil_ray.pipeline import Inputs
+if TYPE_CHECKING:  # transformers and datasets: not needed to key or plan a step
+    from bistil_ray.inputs import Inputs
 
 
 class Pipeline(Protocol):

@@ -14,7 +14,8 @@ from bistil_ray.config import RunConfig, TaskTeacherConfig
 from bistil_ray.data.tasks import TaskData
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.method.training import peak_matmul_flops
-from bistil_ray.pipeline import Inputs, build_task_teacher
+from bistil_ray.inputs import Inputs
+from bistil_ray.pipeline import build_task_teacher
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(tiny_bert_config().vocab_size - len(SPECIAL))]

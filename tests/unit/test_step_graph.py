@@ -72,11 +72,12 @@ def test_evaluation_scores_the_student_on_the_device_the_process_holds_at_its_tr
 
     from bistil_ray import pipeline
     from bistil_ray.data.tasks import TaskData
+    from bistil_ray.inputs import Inputs
 
     split = datasets.Dataset.from_dict({"text": ["a b", "c d"], "label": [0, 1]})
     task = TaskData("toy", ["even", "odd"], ("text",), split, split, {"de": split}, {"de": split})
     run = RunConfig.model_validate({"target_lang": "de", "phase2": {"precision": "bf16", "max_length": 48}})
-    inputs = pipeline.Inputs(run, "unused", task, [], [])
+    inputs = Inputs(run, "unused", task, [], [])
     held = torch.device("cuda", 3)  # what a GPU trial's worker holds; nothing runs on it here
     scored_with = []
 

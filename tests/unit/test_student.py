@@ -19,7 +19,8 @@ from bistil_ray.config import RunConfig, StudentConfig
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.student import LayerMap, build_student, select_teacher_layers
 from bistil_ray.method.vocabulary import untrimmed_vocabulary
-from bistil_ray.pipeline import Inputs, build_initial_student
+from bistil_ray.inputs import Inputs
+from bistil_ray.pipeline import build_initial_student
 
 TINY = dict(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64)
 
