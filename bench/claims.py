@@ -61,27 +61,28 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
-from statistics import mean
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
-from bench.common import RESULTS_DIR, cpu_model, machine, markdown_table, write_report
+from bench.claims_report import STUDENTS, combine, markdown, plot, write_parquet
+from bench.claims_statistics import Scored, judge, seed_agreement, units_from_stored
+from bench.common import RESULTS_DIR, cpu_model, machine, write_report
 from bistil_ray import pipeline
-from bistil_ray.atomic import atomic_directory, atomic_write_bytes
+from bistil_ray.artifacts import publish_at
 from bistil_ray.config import RunConfig, load_config, resolve_phase2
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
 from bistil_ray.data.tasks import TAGS
 from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.executor import checkpoints_of, remove_checkpoints
 from bistil_ray.inputs import Inputs
 from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
 from bistil_ray.method.export import MODEL_CLASSES, load_exported
@@ -89,64 +90,21 @@ from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, u
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.run import log
 
-NAME = "claims"
 RECIPES = ("full", "lt_sft", "frozen_body")
-STUDENTS = {
-    "bistil": "BiStil",
-    "no_phase1": "BiStil without phase 1",
-    "scratch": "bilingual, from scratch",
-    "multilingual": "multilingually distilled",
-}
-RETAINED = 0.97  # "students lose little": the share of the teacher's score a student must keep
 
 
-@dataclass(frozen=True)
-class Claim:
-    """`left relation share x right`: the statistic is accuracy(left) - share * accuracy(right)."""
-
-    left: str
-    relation: str
-    right: str
-    paper: str
-    share: float = 1.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.left} {self.relation} {'' if self.share == 1 else f'{self.share:g} x '}{self.right}"
-
-
-CLAIMS = [
-    Claim("bistil", ">=", "teacher", "students lose little against the teacher", RETAINED),
-    Claim("bistil", ">=", "trimmed_teacher", "... and against the teacher with a trimmed vocabulary", RETAINED),
-    Claim("bistil", ">=", "multilingual", "beat (at least match) multilingually distilled models"),
-    Claim("bistil", ">>", "scratch", "greatly beat bilingual models trained from scratch"),
-    Claim("bistil", ">", "no_phase1", "phase 1 (bilingual distillation) helps"),
-]
-GREATLY = 0.05
-BOOTSTRAP_RESAMPLES = 2000
-
-
-def work_step(name: str, final: Path, settings: dict, build: Callable[[Path, LocalHooks], dict], checkpoints: Path) -> dict:
-    """Build one model of the bench into its named work folder `final` once: skip it if published
-    with the same settings, resume it from its checkpoint if interrupted. Named folders, not the
-    content-keyed store of `bistil_ray.steps`: most of the bench's models (no phase 1, scratch, the
-    multilingual start) are not steps of the pipeline, and a reader finds each by its name."""
+def work_step(name: str, final: Path, settings: dict, build: Callable[[Path, LocalHooks], dict]) -> dict:
+    """Build one model of the bench into its named work folder `final` once, as the executor publishes
+    a placed step (`artifacts.publish_at`): kept if published from the same settings, refused if from
+    others, resumed from its checkpoints if interrupted. Named folders, not the content-keyed store:
+    most of the bench's models (no phase 1, scratch, the multilingual start) are not steps of the
+    pipeline, and a reader finds each by its name."""
     settings = json.loads(json.dumps(settings, default=lambda value: value.model_dump(mode="json")))
-    record = final / "bistil_step.json"
-    if record.exists():
-        published = json.loads(record.read_text())
-        if published["settings"] != settings:
-            raise UserInputError(f"{final}: built with other settings; choose another --work-dir")
-        log(f"{name}: reusing {final}")
-        return {**published["metrics"], "cache_hit": True}
-    started = time.perf_counter()
-    hooks = LocalHooks(checkpoint_dir=checkpoints / name)
-    with atomic_directory(final) as staging:
-        metrics = {**build(staging, hooks), "seconds": time.perf_counter() - started}
-        (staging / "bistil_step.json").write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=1, default=str))
-    shutil.rmtree(checkpoints / name, ignore_errors=True)
-    log(f"{name}: built {final} in {metrics['seconds']:.0f}s")
-    return {**metrics, "cache_hit": False}
+    hooks = LocalHooks(checkpoint_dir=checkpoints_of(final) / "checkpoint")
+    artifact = publish_at(final, name, settings, lambda out: build(out, hooks))
+    remove_checkpoints(final)
+    log(f"{name}: reusing {final}" if artifact.cache_hit else f"{name}: built {final} in {artifact.build_seconds:.0f}s")
+    return {**artifact.metrics, "seconds": artifact.build_seconds, "cache_hit": artifact.cache_hit}
 
 
 @dataclass
@@ -172,10 +130,10 @@ class Bench:
         )
 
     def step(self, name: str, final: Path, settings: dict, build) -> dict:
-        # One checkpoint folder per built model: the same step name recurs for every language and seed.
-        checkpoint_name = "-".join(final.relative_to(self.root).parts)
-        log(f"{name}: {checkpoint_name}")
-        return work_step(checkpoint_name, final, settings, build, self.root / ".checkpoints")
+        # Named by its folder: the same step name recurs for every language and seed.
+        folder_name = "-".join(final.relative_to(self.root).parts)
+        log(f"{name}: {folder_name}")
+        return work_step(folder_name, final, settings, build)
 
     # --- what is built ------------------------------------------------------------------------------
 
@@ -315,7 +273,7 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
             log(f"{table}: made with other settings; starting a new table")
             return [], [], {}
         rows = pq.read_table(table).to_pylist()
-        results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool), _units(row.pop("units", None))) for row in rows]
+        results = [Scored(row, np.asarray(row.pop("correct"), dtype=bool), units_from_stored(row.pop("units", None))) for row in rows]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException) as error:
         raise UserInputError(f"{table}: not a claims table ({error}); move it and {report.name} away to start a new one") from None
     results = [r for r in results if r.row["target_lang"] in settings["langs"] and r.row["seed"] in (None, *settings["seeds"])]
@@ -325,32 +283,6 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
 
 
 # --- scoring ----------------------------------------------------------------------------------------
-
-
-def _units(stored: list[int] | None) -> np.ndarray | None:
-    return None if stored is None else np.asarray(stored, dtype=np.int64)
-
-
-@dataclass
-class Scored:
-    """One model on one language: its row and its correctness on the test set, one entry per scored
-    unit (an example; for a token task a word, `units` giving each sentence's number of words)."""
-
-    row: dict
-    correct: np.ndarray
-    units: np.ndarray | None = None
-
-    def stored_row(self) -> dict:
-        """The row with its correctness, as the Parquet table keeps it (`earlier_results` reads it back)."""
-        return {**self.row, "correct": self.correct.tolist(), "units": None if self.units is None else self.units.tolist()}
-
-    def per_example(self) -> tuple[np.ndarray, np.ndarray]:
-        """(correct units, units) per example: what the bootstrap resamples, since the words of one
-        sentence are not independent draws."""
-        if self.units is None:
-            return self.correct.astype(float), np.ones(self.correct.size)
-        starts = np.concatenate([[0], np.cumsum(self.units)[:-1]]).astype(np.int64)
-        return np.add.reduceat(self.correct.astype(float), starts), self.units.astype(float)
 
 
 def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -392,89 +324,6 @@ def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, 
         **extra,
     }
     return Scored(row, correct, units)
-
-
-def paired_bootstrap(
-    pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]],
-    rng: np.random.Generator,
-    share: float = 1.0,
-    units_by_lang: dict[str, np.ndarray] | None = None,
-) -> tuple[float, float, float]:
-    """(difference, low, high): the mean over languages of accuracy(left) - share * accuracy(right),
-    with its paired 95% bootstrap interval. Each pair holds per-example correct counts; `units_by_lang`
-    the units (words) each example has, all ones where absent: accuracy is correct units over units
-    of the resampled examples."""
-    differences = np.zeros(BOOTSTRAP_RESAMPLES)
-    point = []
-    for lang, pairs in pairs_by_lang.items():
-        left = np.stack([pair[0] for pair in pairs]).astype(float)
-        right = share * np.stack([pair[1] for pair in pairs]).astype(float)
-        delta = left - right  # seeds x examples
-        units = units_by_lang[lang] if units_by_lang and lang in units_by_lang else np.ones(delta.shape[1])
-        point.append(delta.sum(axis=1).mean() / units.sum())
-        seeds = rng.integers(0, delta.shape[0], size=(BOOTSTRAP_RESAMPLES, delta.shape[0]))
-        examples = rng.integers(0, delta.shape[1], size=(BOOTSTRAP_RESAMPLES, delta.shape[1]))
-        per_seed_mean = np.stack([delta[:, row].sum(axis=1) / units[row].sum() for row in examples])  # resamples x seeds
-        differences += np.take_along_axis(per_seed_mean, seeds, axis=1).mean(axis=1)
-    differences /= len(pairs_by_lang)
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return float(np.mean(point)), float(low), float(high)
-
-
-def holds(relation: str, difference: float, low: float) -> bool:
-    return {">=": difference >= 0, ">": low > 0, ">>": low > GREATLY}[relation]
-
-
-def judge(results: list[Scored], langs: list[str], teacher_model: str) -> list[dict]:
-    by_key: dict[tuple[str, str], list[Scored]] = {}
-    for result in results:
-        by_key.setdefault((result.row["model"], result.row["target_lang"]), []).append(result)
-    judged = []
-    for claim in CLAIMS:
-        left_model, right_model = (teacher_model if side == "teacher" else side for side in (claim.left, claim.right))
-        matched: dict[str, list[tuple[Scored, Scored]]] = {}
-        for lang in langs:
-            a, b = by_key.get((left_model, lang), []), by_key.get((right_model, lang), [])
-            if not a or not b:
-                continue
-            seeds_a = {r.row["seed"]: r for r in a}
-            seeds_b = {r.row["seed"]: r for r in b}
-            if len(seeds_a) > 1 and len(seeds_b) > 1:
-                matched[lang] = [(seeds_a[s], seeds_b[s]) for s in sorted(seeds_a.keys() & seeds_b.keys())]
-            else:
-                matched[lang] = [(x, y) for x in seeds_a.values() for y in seeds_b.values()]
-        if not matched:
-            continue
-        # Units (words) are what agree or not; examples (sentences) are what the bootstrap draws.
-        pairs = {lang: [(x.correct, y.correct) for x, y in both] for lang, both in matched.items()}
-        counts = {lang: [(x.per_example()[0], y.per_example()[0]) for x, y in both] for lang, both in matched.items()}
-        units = {lang: both[0][0].per_example()[1] for lang, both in matched.items()}
-        cells = {}
-        for key, langs_in in [*[(lang, [lang]) for lang in pairs], ("mean", list(pairs))]:
-            subset = {lang: counts[lang] for lang in langs_in}
-            difference, low, high = paired_bootstrap(subset, np.random.default_rng(0), claim.share, units)
-            cells[key] = {"difference": difference, "low": low, "high": high, "holds": holds(claim.relation, difference, low),
-                          "seeds": max(len(p) for p in subset.values()),
-                          "agreement": agreement({lang: pairs[lang] for lang in langs_in})}  # fmt: skip
-        judged.append({"claim": claim.name, "paper": claim.paper, "languages": sorted(pairs), "by_language": cells})
-    return judged
-
-
-def agreement(pairs_by_lang: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> float:
-    """The share of test examples (words of a token task) on which both models are right or both
-    wrong, mean over pairs and languages."""
-    return float(np.mean([np.mean([np.mean(x == y) for x, y in pairs]) for pairs in pairs_by_lang.values()]))
-
-
-def seed_agreement(results: list[Scored], langs: list[str], model: str = "bistil") -> dict[str, float]:
-    """`model`'s agreement with itself under another seed, per language and on the mean: how alike two
-    models can be when only the seed differs, the yardstick for the agreements of the judged pairs."""
-    pairs = {}
-    for lang in langs:
-        runs = [r.correct for r in results if (r.row["model"], r.row["target_lang"]) == (model, lang)]
-        if len(runs) > 1:
-            pairs[lang] = [(runs[i], runs[j]) for i in range(len(runs)) for j in range(i + 1, len(runs))]
-    return {**{lang: agreement({lang: pairs[lang]}) for lang in pairs}, **({"mean": agreement(pairs)} if pairs else {})}
 
 
 # --- one language -----------------------------------------------------------------------------------
@@ -598,184 +447,6 @@ def budget_curve(bench: Bench, lang: str, seed: int, teacher_dir: Path, results:
 
 
 # --- the report -------------------------------------------------------------------------------------
-
-
-def recipe_table(rows: list[dict], langs: list[str]) -> str:
-    header = ["task teacher", "source validation", "target validation (mean)", "target test (mean)"] + langs
-    table = []
-    for row_model in sorted({row["model"] for row in rows if row["model"].startswith("teacher:")}):
-        mine = {row["target_lang"]: row for row in rows if row["model"] == row_model}
-        validation = [row["target_validation_score"] for row in mine.values() if row["target_validation_score"] is not None]
-        table.append(
-            [row_model.split(":")[1], f"{mean(row['source_score'] for row in mine.values()):.3f}",
-             f"{mean(validation):.3f}" if validation else "", f"{mean(row['target_score'] for row in mine.values()):.3f}"]
-            + [f"{mine[lang]['target_score']:.3f}" if lang in mine else "" for lang in langs]
-        )  # fmt: skip
-    return markdown_table(header, table)
-
-
-def model_label(model: str) -> str:
-    if model in STUDENTS:
-        return STUDENTS[model]
-    return "vocabulary-trimmed teacher" if model == "trimmed_teacher" else f"task teacher ({model.removeprefix('teacher:')})"
-
-
-def score_table(rows: list[dict], langs: list[str], teacher_model: str) -> str:
-    header = ["model", "seeds", "layers", "vocabulary", "parameters", "throughput (batch 32, /s)", "source"]
-    header += langs + ["mean"]
-    table = []
-    models = [teacher_model, "trimmed_teacher", *STUDENTS]
-    for model in models:
-        mine = [row for row in rows if row["model"] == model]
-        if not mine:
-            continue
-        per_lang = {lang: [row["target_score"] for row in mine if row["target_lang"] == lang] for lang in langs}
-        throughputs = [row["throughput"] for row in mine if row.get("throughput")]
-        cell = lambda values: f"{mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")  # noqa: E731
-        label = model_label(model)
-        table.append(
-            [label, len({row["seed"] for row in mine}), mine[0]["layers"], f"{round(mean(row['vocab_size'] for row in mine)):,}",
-             f"{mean(row['params'] for row in mine) / 1e6:.1f}M", f"{mean(throughputs):.1f}" if throughputs else "",
-             f"{mean(row['source_score'] for row in mine):.3f}"]
-            + [cell(per_lang[lang]) if per_lang[lang] else "" for lang in langs]
-            + [f"{mean(mean(v) for v in per_lang.values() if v):.3f}"]
-        )  # fmt: skip
-    return markdown_table(header, table)
-
-
-def claims_table(claims: list[dict], langs: list[str]) -> str:
-    def cell(claim: dict, key: str) -> str:
-        value = claim["by_language"].get(key)
-        if value is None:
-            return ""
-        verdict = "holds" if value["holds"] else "**does not hold**"
-        return f"{value['difference']:+.3f} [{value['low']:+.3f}, {value['high']:+.3f}] {verdict}"
-
-    rows = [[claim["claim"], claim["paper"]] + [cell(claim, key) for key in [*langs, "mean"]] for claim in claims]
-    return markdown_table(["claim", "the paper"] + langs + ["mean"], rows)
-
-
-def agreement_table(claims: list[dict], by_seed: dict[str, float], langs: list[str]) -> str:
-    share = lambda value: "" if value is None else f"{value:.3f}"  # noqa: E731
-    rows = [[claim["claim"]] + [share(claim["by_language"].get(key, {}).get("agreement")) for key in [*langs, "mean"]] for claim in claims]
-    rows.append(["bistil, one seed against another"] + [share(by_seed.get(key)) for key in [*langs, "mean"]])
-    return markdown_table(["models"] + langs + ["mean"], rows)
-
-
-def target_text_share(settings: dict) -> str:
-    ratio = settings["run_config"]["phase2"]["target_text_ratio"]
-    if ratio == 0:
-        return "every phase-2 step on labelled source examples, as published"
-    return f"{ratio:.0%} of phase-2 steps distil the teacher on unlabelled target-language text"
-
-
-def markdown(record: dict) -> str:
-    settings, langs = record["settings"], record["settings"]["langs"]
-    rows, teacher_model = record["rows"], f"teacher:{settings['recipe']}"
-    budget = (
-        f"phase 1 {settings['phase1_steps']} steps x {settings['phase1_batch']}, phase 2 {settings['phase2_steps']} steps "
-        f"x {settings['phase2_batch']} (half dense, half sparse; {target_text_share(settings)})"
-    )
-    words = settings.get("scored_unit") == "word"
-    drawn, compared = ("sentences", "words") if words else ("examples", "examples")
-    text = (
-        f"# The paper's claims on {settings['task']} ({settings['source_lang']} -> {', '.join(langs)})\n\n"
-        f"Zero-shot target-language test {'token ' if words else ''}accuracy, mean ± standard deviation over seeds; source: "
-        f"{settings['source_lang']} validation accuracy. Teacher {settings['teacher']}; the students distil the "
-        f"`{settings['recipe']}` task teacher; every student has {settings['layers']} layers; {budget}; seeds "
-        f"{settings['seeds']} (from scratch: the first only). Throughput: batch-32 sequences per second on this CPU, "
-        "every model of a language measured side by side.\n\n"
-        + ("**Partial table**: " + record["progress"] + "\n\n" if record.get("progress") else "")
-        + "## Task-teacher recipes\n\n"
-        + recipe_table(rows, langs)
-        + "\n## Models\n\n"
-        + score_table(rows, langs, teacher_model)
-        + "\n## The orderings the paper claims\n\n"
-        "Difference of accuracies, left - right (left - 0.97 x right where the claim names a share) [95% interval, paired "
-        f"bootstrap over test {drawn} and seeds, 2,000 resamples]. `>=` holds when the difference is >= 0, `>` when the "
-        f"interval's low end is above 0, `>>` when above {GREATLY} (rules fixed in `bench/claims.py` before any measurement).\n\n"
-        + claims_table(record["claims"], langs)
-    )
-    if record.get("seed_agreement"):
-        text += (
-            f"\n## How alike the models are\n\nThe share of test {compared} on which both models of an ordering are right or both "
-            "wrong (mean over the pairs the interval uses), against BiStil with itself under another seed: two models "
-            "that agree about as often as two seeds of one are, on this test set, the same model up to seed noise.\n\n"
-            + agreement_table(record["claims"], record["seed_agreement"], langs)
-        )
-    if record.get("budget_curve"):
-        curve = record["budget_curve"]
-        text += "\n## Phase-1 budget curve (" + settings["budget_lang"] + ", first seed)\n\n" + markdown_table(
-            ["model", "phase-1 steps", "target test", "target validation", "source"],
-            [[row["model"], row["phase1_steps"], f"{row['target_score']:.3f}",
-              "" if row["target_validation_score"] is None else f"{row['target_validation_score']:.3f}", f"{row['source_score']:.3f}"]
-             for row in curve],
-        )  # fmt: skip
-    measured = record["machine"]
-    return text + (
-        f"\nMeasured {measured['measured_at']} on {measured['cpu_count']} CPUs ({measured.get('cpu', measured['processor'])}); models built "
-        f"by earlier runs are reused (each model's phase-2 time is in the Parquet table).\n"
-    )
-
-
-def write_parquet(path: Path, rows: list[dict]) -> None:
-    """Every key of any row is a column (from_pylist alone takes the first row's keys: a teacher's row
-    has no phase-2 fields, and the students' would be dropped)."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist([{key: row.get(key) for key in columns} for row in rows]), buffer)
-    atomic_write_bytes(path, buffer.getvalue().to_pybytes())
-
-
-def combine(out: Path) -> None:
-    """claims.parquet, .json and .md: every task's table in `out` in one."""
-    tasks = sorted(out.glob("claims-*.json"))
-    records = {path.stem.removeprefix("claims-"): json.loads(path.read_text()) for path in tasks}
-    rows = [row for record in records.values() for row in record["rows"]]
-    write_parquet(out / "claims.parquet", rows)
-    summary = {
-        task: {key: record.get(key) for key in ("settings", "claims", "budget_curve", "progress", "machine")}
-        for task, record in records.items()
-    }
-    text = "\n\n".join((out / f"claims-{task}.md").read_text().rstrip() for task in records)
-    figure = "\n\n![target score against throughput](claims.png)\n" if (out / "claims.png").exists() else "\n"
-    write_report(out, NAME, {"tasks": summary}, text + figure)
-
-
-def plot(out: Path) -> None:
-    """Target score against throughput, one panel per task with a table in `out`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tables = [path for path in sorted(out.glob("claims-*.parquet")) if "throughput" in pq.read_schema(path).names]
-    if not tables:
-        return  # no model measured yet (e.g. --teachers-only): nothing to plot
-    figure, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
-    for axis, path in zip(axes[0], tables):
-        rows = pq.read_table(path).to_pylist()
-        speed = {(row["model"], row["target_lang"]): row.get("throughput") for row in rows if row.get("throughput")}
-        for model in sorted({row["model"] for row in rows}):
-            points = {}
-            for row in rows:
-                if row["model"] == model and speed.get((model, row["target_lang"])):
-                    points.setdefault(row["target_lang"], []).append(row["target_score"])
-            if not points:
-                continue
-            by_lang = [np.mean(values) for values in points.values()]
-            spread = [np.std(values, ddof=1) if len(values) > 1 else 0.0 for values in points.values()]
-            x = np.mean([speed[model, lang] for lang in points])
-            axis.errorbar(x, np.mean(by_lang), yerr=np.sqrt(np.mean(np.square(spread))) if any(spread) else None, fmt="o", capsize=3)
-            axis.annotate(model, (x, np.mean(by_lang)), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        axis.set_xscale("log")
-        axis.set_xlabel("batch-32 throughput on this CPU (sequences/s, log)")
-        axis.set_ylabel("target test accuracy (mean over languages)")
-        axis.set_title(path.stem.removeprefix("claims-"))
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(out / "claims.png", dpi=110)
-    plt.close(figure)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -45,13 +45,8 @@ from bench.stamped_steps import STAMPS, empty_step, stamped_step
 from bistil_ray import pipeline
 from bistil_ray.method.hooks import LocalHooks
 from bistil_ray.orchestration.driver import start_ray
-from bistil_ray.orchestration.train_runner import (
-    TrainStep,
-    WorkerGroup,
-    ray_train_env_vars,
-    train_data_parallel,
-    train_in_task,
-)
+from bistil_ray.orchestration.requests import TrainRequest, TrainStep, WorkerGroup
+from bistil_ray.orchestration.train_runner import ray_train_env_vars, train_data_parallel, train_in_task
 from bistil_ray.steps import PHASE1_STUDENT, StepCall
 
 
@@ -88,9 +83,7 @@ class Bench:
         out_dir = self.fresh_dir("out")
         called = time.time()
         _, seconds = timed(
-            lambda: RAY_RUNNERS[runner](
-                step, out_dir, name=f"bench-{uuid.uuid4().hex[:8]}", runs_dir=self.work_dir / "runs", group=self.group
-            )
+            lambda: RAY_RUNNERS[runner](TrainRequest(step, out_dir, self.fresh_dir("checkpoints"), "bench", self.group))
         )
         stamps = json.loads((out_dir / STAMPS).read_text())
         self.parts.setdefault(variant, []).append(

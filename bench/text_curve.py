@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.claims import Bench, Scored, TaskTeachers, paired_bootstrap, scored
+from bench.claims import Bench, TaskTeachers, scored
+from bench.claims_statistics import Scored, paired_bootstrap
 from bench.common import RESULTS_DIR, machine, markdown_table, write_report
 from bistil_ray import pipeline
 from bistil_ray.config import CorpusSpec, RunConfig, load_config

@@ -3,7 +3,9 @@
 An artifact's key is a hash of everything that determines it: the settings of its step and the
 fingerprints of its inputs (teacher weights, task data, corpora), plus the keys of the artifacts
 it is built from. It lives at `<root>/<kind>/<key>/`, published by one atomic rename, with a
-manifest recording what went into it and what its build measured.
+manifest recording what went into it and what its build measured. The same manifest marks a folder
+published at a place its caller names (`publish_at`: a run's or a trial's student), where it says
+whether the folder was built from the same inputs.
 
 Build-once coordination is a file lock per key on the shared storage, not an actor: the OS releases
 it when its holder dies (a crashed trial, a killed driver), so no stale claim can block a key; it
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,11 +79,6 @@ class ArtifactStore:
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
-    def local_checkpoint(self, kind: str, key: str) -> Path:
-        """Where a single run keeps the checkpoint of an artifact it is building (sweeps keep Ray
-        Train's, under `.train`)."""
-        return self.root / ".local" / f"{kind}-{key}"
-
     def find(self, kind: str, key: str) -> Path | None:
         path = self.path(kind, key)
         return path if path.is_dir() else None
@@ -88,35 +86,56 @@ class ArtifactStore:
     def get_or_build(self, kind: str, inputs: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> Artifact:
         """The artifact for `inputs`, calling `build(empty_directory) -> metrics` only if no one has."""
         started = time.perf_counter()
-        key = artifact_key(inputs)
-        final = self.path(kind, key)
+        final = self.path(kind, artifact_key(inputs))
         if not final.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(final.parent / f"{key}.lock", poll_interval=self.poll_interval_s, preserve_lock_file=True)
+            lock = FileLock(final.parent / f"{final.name}.lock", poll_interval=self.poll_interval_s, preserve_lock_file=True)
             with lock:
-                if not final.is_dir():
-                    remove_dead_staging(final)
-                    manifest = self._build(final, kind, key, inputs, build)
-                    return _artifact(manifest, final, cache_hit=False, seconds=time.perf_counter() - started)
-        manifest = json.loads((final / MANIFEST).read_text())
-        return _artifact(manifest, final, cache_hit=True, seconds=time.perf_counter() - started)
+                return publish_at(final, kind, inputs, build, started=started)
+        return _artifact(read_manifest(final), final, cache_hit=True, seconds=time.perf_counter() - started)
 
-    @staticmethod
-    def _build(final: Path, kind: str, key: str, inputs: dict[str, Any], build: Callable[[Path], dict]) -> dict:
-        """Build into a staging folder and publish it; returns its manifest."""
-        started = time.perf_counter()
-        with atomic_directory(final) as staging:
-            metrics = build(staging)
-            manifest = {
-                "kind": kind,
-                "key": key,
-                "inputs": inputs,
-                "metrics": metrics,
-                "build_seconds": time.perf_counter() - started,
-                "built_at": datetime.now(timezone.utc).isoformat(),
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        return manifest
+
+def read_manifest(final: Path) -> dict[str, Any] | None:
+    manifest = Path(final) / MANIFEST
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
+
+
+def publish_at(
+    final: Path,
+    kind: str,
+    inputs: dict[str, Any],
+    build: Callable[[Path], dict[str, Any]],
+    *,
+    replace: bool = False,
+    started: float | None = None,
+) -> Artifact:
+    """`final` as built from `inputs`: kept if its manifest has their key, else built by
+    `build(empty_directory) -> metrics` and published in one rename. A folder built from other
+    inputs is replaced with `replace`, else refused. The caller is `final`'s one writer (it holds
+    the store's lock, or owns the folder: a run's or trial's student)."""
+    started = time.perf_counter() if started is None else started
+    final, key = Path(final), artifact_key(inputs)
+    if final.exists():
+        manifest = read_manifest(final)
+        if manifest is not None and manifest["key"] == key:
+            return _artifact(manifest, final, cache_hit=True, seconds=time.perf_counter() - started)
+        if not replace:
+            raise UserInputError(f"{final}: built from other inputs (its {MANIFEST} says so); choose another folder")
+        shutil.rmtree(final)
+    remove_dead_staging(final)
+    build_started = time.perf_counter()
+    with atomic_directory(final) as staging:
+        metrics = build(staging)
+        manifest = {
+            "kind": kind,
+            "key": key,
+            "inputs": inputs,
+            "metrics": metrics,
+            "build_seconds": time.perf_counter() - build_started,
+            "built_at": datetime.now(timezone.utc).isoformat(),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return _artifact(manifest, final, cache_hit=False, seconds=time.perf_counter() - started)
 
 
 def _artifact(manifest: dict[str, Any], path: Path, *, cache_hit: bool, seconds: float) -> Artifact:

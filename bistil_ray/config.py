@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from bistil_ray.data.files import read_text
 from bistil_ray.errors import UserInputError
@@ -335,7 +336,7 @@ class StudentConfig(StrictModel):
 class Phase1Config(OptimConfig):
     """General bilingual distillation."""
 
-    lr: float = Field(1e-4, gt=0)
+    lr: float = Field(1e-4, gt=0, description="phase-1 peak learning rate")
     steps: int = Field(300, gt=0, description="optimiser steps")
     batching: Literal["alternate", "mixed"] = Field(
         "alternate", description="alternate: one language per batch, taking turns; mixed: both in every batch"
@@ -349,7 +350,7 @@ class Phase1Config(OptimConfig):
 class Phase2Config(TaskOptimConfig):
     """Task distillation with Lottery-Ticket Sparse Fine-Tuning."""
 
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(5e-5, gt=0, description="phase-2 peak learning rate")
     batch_size: int = Field(8, gt=0, description="sequences per step on each data-parallel worker")
     full_steps: int = Field(300, gt=0, description="steps of the dense phase")
     sparse_steps: int = Field(300, gt=0, description="steps of the sparse phase")
@@ -379,25 +380,31 @@ def resolve_phase2(config: Phase2Config, kind: TaskKind) -> Phase2Config:
     return config
 
 
-class RunConfig(StrictModel):
-    """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
+class PairSettings(StrictModel):
+    """What a single run and a sweep both set: the teacher, the task, the phase-1 text, and the
+    settings of each step (the sections a step's key reads)."""
 
     teacher: str = Field(
         "builtin:multilingual-e5-small", description="a hub id, a local model directory, or the built-in offline e5"
     )
     trust_remote_code: bool = Field(False, description="let the teacher run its own code from the hub")
-    task: TaskSpec = TaskSpec(builtin="chatterbot")
+    task: TaskSpec = Field(TaskSpec(builtin="chatterbot"), description="exactly one of builtin, hub, files, ud")
     source_lang: str = Field("en", description="language of the labelled task data")
-    target_lang: str
     corpora: dict[str, CorpusSpec] = Field(
         default_factory=dict, description="phase-1 text per language; the built-in task has its own"
     )
-    output_dir: Path | None = Field(None, description="default: runs/<task>; the task teacher is shared by every pair run into it")
     task_teacher: TaskTeacherConfig = TaskTeacherConfig()
     vocabulary: VocabularyConfig = VocabularyConfig()
     student: StudentConfig = StudentConfig()
     phase1: Phase1Config = Phase1Config()
     phase2: Phase2Config = Phase2Config()
+
+
+class RunConfig(PairSettings):
+    """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
+
+    target_lang: str
+    output_dir: Path | None = Field(None, description="default: runs/<task>; the task teacher is shared by every pair run into it")
 
     @model_validator(mode="after")
     def _distinct_languages(self) -> "RunConfig":
@@ -409,6 +416,28 @@ class RunConfig(StrictModel):
 # --- loading YAML into these models with errors a person can act on --------------------------------
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+# The run settings a sweep may search, by the name its search_space and results table give each:
+# name -> (section of the run config, field in that section).
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "teacher_method": ("task_teacher", "method"),
+    "student_layers": ("student", "layers"),
+    "density": ("phase2", "density"),
+    "alpha_hidden": ("phase2", "alpha_hidden"),
+    "alpha_attn": ("phase2", "alpha_attn"),
+    "alpha_ce": ("phase2", "alpha_ce"),
+    "temperature": ("phase2", "temperature"),
+    "lr": ("phase2", "lr"),
+    "phase1_lr": ("phase1", "lr"),
+    "vocab_threshold": ("vocabulary", "threshold"),
+}
+
+
+def dimension_field(name: str) -> FieldInfo:
+    """The run config's field that dimension `name` sets."""
+    section, field = DIMENSIONS[name]
+    return RunConfig.model_fields[section].annotation.model_fields[field]
 
 
 def _valid_keys(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:

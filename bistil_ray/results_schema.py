@@ -13,7 +13,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from bistil_ray.artifacts import Artifact
-from bistil_ray.steps import SHARED_STEPS, Step
+from bistil_ray.config import DIMENSIONS, dimension_field
+from bistil_ray.steps import SHARED_STEPS, STEP_SECONDS, STEPS, Step
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -24,8 +25,9 @@ def column(name: str, kind: pa.DataType, description: str) -> pa.Field:
 
 
 def artifact_fields(step: Step) -> list[pa.Field]:
-    """The columns of one shared step's artifact (`artifact_columns` fills them)."""
-    name, where = step.kind.replace("_", " "), f"<storage>/artifacts/{step.kind}/<key>"
+    """The columns of one step's published folder (`artifact_columns` fills them)."""
+    name = step.kind.replace("_", " ")
+    where = f"<storage>/artifacts/{step.kind}/<key>" if step in SHARED_STEPS else "student_path, its bistil_artifact.json"
     return [
         column(f"{step.column}_cache_hit", BOOL, f"the {name} was built before (or by another trial or run) and reused"),
         column(f"{step.column}_key", STRING, f"content key of the {name}: {where}"),
@@ -37,6 +39,40 @@ def artifact_fields(step: Step) -> list[pa.Field]:
 def artifact_columns(step: Step, artifact: Artifact) -> dict[str, Any]:
     values = (artifact.cache_hit, artifact.key, artifact.build_seconds, artifact.seconds)
     return {field.name: value for field, value in zip(artifact_fields(step), values)}
+
+
+def training_fields(step: Step) -> list[tuple[str, pa.Field]]:
+    """What a training step's build measured (its metrics' key, and the column that keeps it)."""
+    name = step.kind.replace("_", " ")
+    return [
+        (STEP_SECONDS, column(f"{step.column}_train_seconds", FLOAT, f"the {name} build's own time in its worker (rank 0), without start-up")),
+        ("tokens_per_s", column(f"{step.column}_tokens_per_s", FLOAT, f"training tokens per second of the {name}'s build, all workers, at its last evaluation")),
+        ("mfu", column(f"{step.column}_mfu", FLOAT, f"model FLOPs utilisation of the {name}'s build at its last evaluation")),
+        (step.best, column(f"{step.column}_{step.best}", FLOAT, f"the {name}'s {step.best.replace('_', ' ')} over its evaluations")),
+    ]  # fmt: skip
+
+
+def training_columns(step: Step, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {field.name: metrics.get(key) for key, field in training_fields(step)}
+
+
+def step_columns(step: Step, artifact: Artifact) -> dict[str, Any]:
+    """Every column of `step` for a trial (or run) that got `artifact`."""
+    trained = training_columns(step, artifact.metrics) if step.trains else {}
+    return {**artifact_columns(step, artifact), **trained}
+
+
+def setting_fields() -> list[pa.Field]:
+    """A column per searchable setting (`config.DIMENSIONS`), typed and described as its config field."""
+    kinds = {int: INT, float: FLOAT}
+    return [
+        column(
+            name,
+            kinds.get(dimension_field(name).annotation, STRING),
+            f"{dimension_field(name).description} ({section}.{field}, or search_space.{name} in a sweep)",
+        )
+        for name, (section, field) in DIMENSIONS.items()
+    ]
 
 
 # Speed of student and teacher measured side by side (`method.evaluation.Efficiency` of each):
@@ -81,16 +117,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("task", STRING, "the task: the built-in task's name, the hub dataset path/config or the train file's stem"),
     column("metric", STRING, "what the score columns measure: accuracy (sequence tasks), entity_f1 (BIO tags) or token_accuracy"),
     # searched settings
-    column("teacher_method", STRING, "recipe of the task teacher the student distils (task_teacher.method)"),
-    column("student_layers", INT, "student depth (search_space.student_layers, else student.layers)"),
-    column("density", FLOAT, "fraction of parameters LT-SFT's sparse phase updates (phase2.density)"),
-    column("alpha_hidden", FLOAT, "weight of the hidden-state loss in phase 2 (phase2.alpha_hidden)"),
-    column("alpha_attn", FLOAT, "weight of the attention loss in phase 2 (phase2.alpha_attn)"),
-    column("alpha_ce", FLOAT, "weight of the soft cross-entropy on the teacher's logits (phase2.alpha_ce)"),
-    column("temperature", FLOAT, "distillation temperature of phase 2 (phase2.temperature)"),
-    column("lr", FLOAT, "phase-2 learning rate (phase2.lr)"),
-    column("phase1_lr", FLOAT, "phase-1 learning rate (phase1.lr)"),
-    column("vocab_threshold", FLOAT, "least relative frequency of a kept token (vocabulary.threshold)"),
+    *setting_fields(),
     # scores: the objective is a validation score; target_score is the target test score
     column("vocab_size", INT, "tokens in the trimmed bilingual vocabulary"),
     column("objective_score", FLOAT, "what Optuna maximised: the student's objective.score (a validation score)"),
@@ -115,16 +142,11 @@ TRIAL_FIELDS: list[pa.Field] = [
     *efficiency_fields("gpu_", "on the trial's GPU, where it has one"),
     column("scored_on", STRING, "the device the student was scored on: cpu, or cuda in a GPU trial"),
     column("score_dtype", STRING, "the dtype of the student's matrix products when scored (phase2.precision)"),
-    # artifacts and cost
-    *(field for step in SHARED_STEPS for field in artifact_fields(step)),
-    column("phase2_seconds", FLOAT, "wall time of this trial's phase 2, with its worker's start-up and shut-down"),
-    column(
-        "phase2_train_seconds",
-        FLOAT,
-        "phase 2's own time in its worker (rank 0), without start-up; empty for a retried trial whose student was done",
-    ),
+    # the steps: reuse, cost and what each training measured
+    *(field for step in STEPS.values() for field in artifact_fields(step)),
+    *(field for step in STEPS.values() if step.trains for _, field in training_fields(step)),
     column("evaluation_seconds", FLOAT, "wall time of the student's evaluation (scores, size and speed)"),
-    column("trial_seconds", FLOAT, "wall time of the whole trial"),
+    column("trial_seconds", FLOAT, "wall time of the whole trial (of the whole run, for bistil_ray.run)"),
     column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),
     column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),
     column("error", STRING, "the error's type and message in one line, when status is error"),
@@ -140,6 +162,15 @@ TRIALS_SCHEMA = pa.schema(TRIAL_FIELDS)
 SUMMARY_SCHEMA = TRIALS_SCHEMA.append(column("is_best", BOOL, "the pair's best ok trial by objective_score")).append(
     column("is_pareto", BOOL, "among the pair's ok trials, none has a higher objective_score and a lower trade-off")
 )
+
+
+def schema_checked(result: dict[str, Any]) -> dict[str, Any]:
+    """`result` (a trial's or a run's), refused if it has a key that is neither a column nor in
+    `NOT_TABULATED`: every figure a trial measures is declared here, or said not to be kept."""
+    unknown = sorted(set(result) - set(TRIALS_SCHEMA.names) - set(NOT_TABULATED))
+    if unknown:
+        raise ValueError(f"result keys not in the results schema (bistil_ray/results_schema.py): {', '.join(unknown)}")
+    return result
 
 
 def trial_row(

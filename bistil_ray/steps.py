@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from bistil_ray.artifacts import artifact_key
 from bistil_ray.config import (
     Phase1Config,
     Phase2Config,
@@ -101,6 +100,7 @@ class Step:
     upstream: tuple[str, ...]  # kinds of the steps it is built from; their keys are part of its key
     trains: bool  # a training loop: checkpoints, resumes, runs on data-parallel workers
     build: Build
+    best: str | None = None  # a training step's metric for its best evaluation (its loop's best_metric)
 
     def training_steps(self, run: RunConfig) -> int | None:
         """Optimiser steps, for progress bars."""
@@ -140,11 +140,16 @@ def _build_phase2_student(pipeline: Pipeline, inputs: Inputs, upstream: dict[str
     )
 
 
+STEP_SECONDS = "step_seconds"  # in a build's metrics: its own time in its worker, no start-up or shut-down
 PAIR = ("source", "target")
-TASK_TEACHER = Step("task_teacher", "task teacher", "task_teacher", ("task_teacher",), ("source",), ("task",), (), True, _build_task_teacher)
+TASK_TEACHER = Step(
+    "task_teacher", "task teacher", "task_teacher", ("task_teacher",), ("source",), ("task",), (), True, _build_task_teacher,
+    "best_source_score",
+)  # fmt: skip
 VOCABULARY = Step("vocabulary", "vocabulary", "vocab", ("vocabulary",), PAIR, ("task", "corpora"), (), False, _build_vocabulary)
 PHASE1_STUDENT = Step(
-    "phase1_student", "phase 1", "phase1", ("student", "phase1"), PAIR, ("corpora",), ("vocabulary",), True, _build_phase1_student
+    "phase1_student", "phase 1", "phase1", ("student", "phase1"), PAIR, ("corpora",), ("vocabulary",), True, _build_phase1_student,
+    "best_val_loss",
 )
 TEACHER_SCORES = Step(
     "teacher_scores", "teacher scores", "teacher_scores", (), PAIR, ("task", "target_data"), ("task_teacher",), False,
@@ -152,7 +157,7 @@ TEACHER_SCORES = Step(
 )  # fmt: skip
 PHASE2_STUDENT = Step(
     "phase2_student", "phase 2", "phase2", ("phase2",), PAIR, ("task", "corpora"), ("task_teacher", "vocabulary", "phase1_student"),
-    True, _build_phase2_student,
+    True, _build_phase2_student, "best_source_score",
 )  # fmt: skip
 # Artifacts in the store, in build order: shared by every trial, pair, sweep and run that needs them.
 SHARED_STEPS: tuple[Step, ...] = (TASK_TEACHER, VOCABULARY, PHASE1_STUDENT, TEACHER_SCORES)
@@ -177,14 +182,6 @@ def step_inputs(step: Step, run: RunConfig, prints: Fingerprints, upstream_keys:
     if step is VOCABULARY and run.vocabulary.word_frequencies:
         inputs["word_lists"] = word_lists_fingerprint()
     return inputs
-
-
-def step_keys(run: RunConfig, prints: Fingerprints) -> dict[str, str]:
-    """Every step's key for `run`, upstream first."""
-    keys: dict[str, str] = {}
-    for step in STEPS.values():
-        keys[step.kind] = artifact_key(step_inputs(step, run, prints, keys))
-    return keys
 
 
 def sections_behind(step: Step) -> set[str]:

@@ -27,8 +27,6 @@ from bistil_ray.method.training import (
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    make_optimizer,
-    make_schedule,
     rank_and_world,
     to_device,
     training_device,
@@ -158,10 +156,6 @@ def train_phase1(
             torch.manual_seed(config.seed)
             validation = [prepare(batch) for batch in validation]
 
-    def new_optimizer(steps: int):
-        optimizer = make_optimizer(student.named_parameters(), config)
-        return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
-
     def train_step(step: int) -> StepResult:
         batch = to_device(prepare(next_batch(step)), device)
         with autocast(device, dtype):
@@ -176,7 +170,7 @@ def train_phase1(
         return Evaluation(val_loss, {"val_loss": val_loss, "lr": loop.scheduler.get_last_lr()[0]}, f"val {val_loss:.4f}")
 
     loop = TrainingLoop(
-        "phase 1", "phase1", student, model, config.steps, config.eval_every, new_optimizer, hooks,
-        ThroughputMeter(device, dtype), "best_val_loss", minimise=True, log=log,
+        name="phase 1", phase="phase1", model=student, network=model, config=config, total_steps=config.steps,
+        hooks=hooks, meter=ThroughputMeter(device, dtype), best_metric="best_val_loss", minimise=True, log=log,
     )  # fmt: skip
     return loop.run(train_step, evaluate)

@@ -41,8 +41,6 @@ from bistil_ray.method.training import (
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    make_optimizer,
-    make_schedule,
     predict_batches,
     rank_and_world,
     to_device,
@@ -104,10 +102,6 @@ def train_phase2(
     )
     label_names = [student.config.id2label[index] for index in range(student.config.num_labels)]
 
-    def new_optimizer(steps: int):
-        optimizer = make_optimizer(student.named_parameters(), config)
-        return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
-
     def train_step(step: int) -> StepResult:
         if uses_target_text(step, target_ratio):
             batch, step_weights = to_device(target_batches.batch(step), device), unlabelled_weights
@@ -132,8 +126,8 @@ def train_phase2(
         return Evaluation(scores["score"], metrics, f"source {scores['metric']} {scores['score']:.3f}")
 
     loop = TrainingLoop(
-        "phase 2", "phase2", student, network, config.full_steps + config.sparse_steps, config.eval_every, new_optimizer,
-        hooks, ThroughputMeter(device, dtype), "best_source_score",
-        stages=LotteryTicketStages(body, config.full_steps, config.density), log=log,
+        name="phase 2", phase="phase2", model=student, network=network, config=config,
+        total_steps=config.full_steps + config.sparse_steps, hooks=hooks, meter=ThroughputMeter(device, dtype),
+        best_metric="best_source_score", stages=LotteryTicketStages(body, config.full_steps, config.density), log=log,
     )  # fmt: skip
     return loop.run(train_step, evaluate)

@@ -32,8 +32,6 @@ from bistil_ray.method.training import (
     autocast,
     compute_dtype,
     inference_flops_per_token,
-    make_optimizer,
-    make_schedule,
     predict_batches,
     rank_and_world,
     to_device,
@@ -71,10 +69,6 @@ def train_task_teacher(
     validation_batches = fixed_batches(validation_sample(validation, config.validation_examples), 64, pad_token_id)
     label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
 
-    def new_optimizer(steps: int):
-        optimizer = make_optimizer(model.named_parameters(), config)
-        return optimizer, make_schedule(optimizer, steps, config.warmup_ratio)
-
     def train_step(step: int) -> StepResult:
         batch = to_device(batches.batch(step), device)
         with autocast(device, dtype):
@@ -92,7 +86,7 @@ def train_task_teacher(
 
     stages = LotteryTicketStages(body, config.dense_steps, config.density) if config.method == "lt_sft" else None
     loop = TrainingLoop(
-        "task teacher", "task_teacher", model, network, config.steps, config.eval_every, new_optimizer, hooks,
-        ThroughputMeter(device, dtype), "best_source_score", stages=stages, log=log,
+        name="task teacher", phase="task_teacher", model=model, network=network, config=config, total_steps=config.steps,
+        hooks=hooks, meter=ThroughputMeter(device, dtype), best_metric="best_source_score", stages=stages, log=log,
     )  # fmt: skip
     return loop.run(train_step, evaluate)

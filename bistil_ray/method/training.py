@@ -119,8 +119,8 @@ def make_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]], config:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # Fused on CPU too: one kernel over all parameters, about 3x faster than PyTorch's default
-    # per-tensor loop on a 2-core CPU (bench/results/loop_vs_bare.md: 9.7 against 29.0 ms per step).
+    # Fused on CPU too: one kernel over all parameters instead of PyTorch's default per-tensor loop
+    # (bench/results/loop_vs_bare.md measures the two).
     return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
@@ -316,10 +316,11 @@ class LotteryTicketStages:
     density: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingLoop:
-    """Resume, the steps, the evaluation cadence, the best weights, the checkpoint and the report: the
-    skeleton the task teacher, phase 1 and phase 2 share, each with its own step and evaluation.
+    """Resume, the steps, the optimiser and its schedule, the evaluation cadence, the best weights,
+    the checkpoint and the report: the skeleton the task teacher, phase 1 and phase 2 share, each
+    with its own step and evaluation.
 
     `model` is what is checkpointed and ends with the best weights; `network` the (data-parallel)
     module that trains it. With `stages`, the best weights come from the sparse stage only."""
@@ -328,9 +329,8 @@ class TrainingLoop:
     phase: str  # the metrics' "phase"
     model: nn.Module
     network: nn.Module
+    config: OptimConfig  # learning rate, weight decay, warm-up, eval_every
     total_steps: int
-    eval_every: int
-    new_optimizer: Callable[[int], tuple[torch.optim.Optimizer, Any]]  # steps -> optimiser and schedule
     hooks: TrainHooks
     meter: ThroughputMeter
     best_metric: str  # the metrics' name for the best score so far
@@ -342,6 +342,11 @@ class TrainingLoop:
         self.sparse = None
         self.theta_0 = snapshot(self.stages.body) if self.stages else {}
         self.optimizer, self.scheduler = self.new_optimizer(self.stages.dense_steps if self.stages else self.total_steps)
+
+    def new_optimizer(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        """AdamW over the model's trainable parameters, with its schedule over `steps`."""
+        optimizer = make_optimizer(self.model.named_parameters(), self.config)
+        return optimizer, make_schedule(optimizer, steps, self.config.warmup_ratio)
 
     @property
     def stage(self) -> str:
@@ -384,7 +389,7 @@ class TrainingLoop:
                 self.sparse.restore_frozen_entries()
             self.meter.add(result.tokens, result.flops)
 
-            if (step + 1) % self.eval_every != 0 and step + 1 not in stage_ends:
+            if (step + 1) % self.config.eval_every != 0 and step + 1 not in stage_ends:
                 continue
             throughput = self.meter.read()
             evaluation_started = time.perf_counter()

@@ -1,8 +1,7 @@
 """Where a sweep keeps things under `--storage` (a local folder, or one every node mounts).
 
     <storage>/artifacts/<kind>/<key>/       built once, shared by every trial, pair and later sweep
-    <storage>/artifacts/.train/<kind>-<key> checkpoints of an artifact a sweep is building
-    <storage>/artifacts/.local/<kind>-<key> checkpoints of an artifact `bistil_ray.run` is building
+    <storage>/artifacts/<kind>/.checkpoints/<key>  checkpoints of an artifact being built (by a trial or a run)
     <storage>/<sweep>/                      the Tune experiment (what --resume restores)
     <storage>/<sweep>/sweep.json            the validated configuration the sweep started with
     <storage>/<sweep>/trials.parquet        one row per finished, failed or pruned trial
@@ -10,7 +9,7 @@
     <storage>/<sweep>/driver_sessions.json  when each run of the driver (the start, each --resume) began and ended
     <storage>/<sweep>/students/<trial_id>/  each trial's student, a Hugging Face model directory
     <storage>/<sweep>/results/<trial_id>.json  each finished trial's final result
-    <storage>/<sweep>/train/phase2-<trial>  checkpoints of a trial's phase 2
+    <storage>/<sweep>/students/.checkpoints/<trial_id>  checkpoints of a trial's phase 2
 """
 
 from __future__ import annotations
@@ -29,10 +28,6 @@ class SweepPaths:
     @property
     def artifacts(self) -> Path:
         return self.storage / ARTIFACTS
-
-    @property
-    def artifact_train_runs(self) -> Path:
-        return self.artifacts / ".train"
 
     @property
     def experiment(self) -> Path:
@@ -60,7 +55,3 @@ class SweepPaths:
 
     def trial_result(self, trial_id: str) -> Path:
         return self.experiment / "results" / f"{trial_id}.json"
-
-    @property
-    def train_runs(self) -> Path:
-        return self.experiment / "train"

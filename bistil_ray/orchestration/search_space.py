@@ -12,26 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
-from bistil_ray.config import StrictModel
+from bistil_ray.config import DIMENSIONS, StrictModel, dimension_field
 
 Number = int | float
 Value = Number | str  # a recipe name (teacher_method) is the one setting that is not a number
-
-# dimension -> (section of the run config, field in that section)
-DIMENSIONS: dict[str, tuple[str, str]] = {
-    "teacher_method": ("task_teacher", "method"),
-    "student_layers": ("student", "layers"),
-    "density": ("phase2", "density"),
-    "alpha_hidden": ("phase2", "alpha_hidden"),
-    "alpha_attn": ("phase2", "alpha_attn"),
-    "alpha_ce": ("phase2", "alpha_ce"),
-    "temperature": ("phase2", "temperature"),
-    "lr": ("phase2", "lr"),
-    "phase1_lr": ("phase1", "lr"),
-    "vocab_threshold": ("vocabulary", "threshold"),
-}
 
 DIMENSION_KINDS = ("fixed", "choice", "uniform", "loguniform", "integer")
 
@@ -111,21 +97,16 @@ class Dimension(StrictModel):
         return f"{self.kind} [{low:g}, {high:g}]"
 
 
-class SearchSpace(StrictModel):
-    """Dimensions a sweep varies; those left out keep their section's value."""
-
-    teacher_method: Dimension | None = Field(
-        None, description="task_teacher.method: a choice of full, lt_sft, frozen_body (one task teacher each)"
-    )
-    student_layers: Dimension | None = None
-    density: Dimension | None = None
-    alpha_hidden: Dimension | None = None
-    alpha_attn: Dimension | None = None
-    alpha_ce: Dimension | None = None
-    temperature: Dimension | None = None
-    lr: Dimension | None = None
-    phase1_lr: Dimension | None = None
-    vocab_threshold: Dimension | None = None
+# One optional field per `DIMENSIONS` entry.
+SearchSpace = create_model(
+    "SearchSpace",
+    __base__=StrictModel,
+    __doc__="Dimensions a sweep varies; those left out keep their section's value.",
+    **{
+        name: (Dimension | None, Field(None, description=f"{section}.{field}: {dimension_field(name).description}"))
+        for name, (section, field) in DIMENSIONS.items()
+    },
+)
 
 
 def optuna_space(dimensions: dict[str, Dimension]) -> dict[str, optuna.distributions.BaseDistribution]:

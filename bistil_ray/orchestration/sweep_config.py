@@ -16,7 +16,7 @@ from huggingface_hub import try_to_load_from_cache
 from pydantic import Field, ValidationError
 
 from bistil_ray.config import (
-    CorpusSpec,
+    PairSettings,
     Phase1Config,
     Phase2Config,
     RunConfig,
@@ -112,23 +112,9 @@ class ExportConfig(StrictModel):
     int8: bool = Field(True, description="with onnx: also its dynamically quantised int8 graph, for CPUs")
 
 
-class SweepConfig(StrictModel):
+class SweepConfig(PairSettings):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's folder under --storage")
-    teacher: str = Field(
-        "builtin:multilingual-e5-small", description="a hub id, a local model directory, or the built-in offline e5"
-    )
-    trust_remote_code: bool = Field(False, description="let the teacher run its own code from the hub")
-    task: TaskSpec = Field(TaskSpec(builtin="chatterbot"), description="exactly one of builtin, hub, files, ud")
-    source_lang: str = Field("en", description="language of the labelled task data")
     target_langs: list[str] = Field(min_length=1, description="one language pair per target language")
-    corpora: dict[str, CorpusSpec] = Field(
-        default_factory=dict, description="phase-1 text per language; the built-in task has its own"
-    )
-    task_teacher: TaskTeacherConfig = TaskTeacherConfig()
-    vocabulary: VocabularyConfig = VocabularyConfig()
-    student: StudentConfig = StudentConfig()
-    phase1: Phase1Config = Phase1Config()
-    phase2: Phase2Config = Phase2Config()
     search_space: SearchSpace = SearchSpace()
     trials_per_pair: int = Field(4, ge=1, description="Optuna trials of each pair")
     objective: ObjectiveConfig = ObjectiveConfig()
@@ -179,17 +165,8 @@ class SweepConfig(StrictModel):
 
     def run_config(self, target_lang: str, values: dict[str, Any]) -> RunConfig:
         """The configuration of one trial: this sweep's settings with the searched `values`."""
-        return RunConfig.model_validate(
-            {
-                "teacher": self.teacher,
-                "trust_remote_code": self.trust_remote_code,
-                "task": self.task,
-                "source_lang": self.source_lang,
-                "target_lang": target_lang,
-                "corpora": self.corpora,
-                **apply_dimensions(self.sections(), values),
-            }
-        )
+        shared = {name: getattr(self, name) for name in PairSettings.model_fields}
+        return RunConfig.model_validate({**shared, "target_lang": target_lang, **apply_dimensions(self.sections(), values)})
 
 
 def load_sweep(path: Path, overrides: list[str] = ()) -> SweepConfig:

@@ -1,9 +1,10 @@
 """One trial: one language pair with one set of searched values, as a plain Tune function.
 
-It executes the step graph of `bistil_ray.steps` on Ray: the shared steps (task teacher, vocabulary,
-phase-1 student) are artifacts in the store under `--storage`, built once per key and reused by every
-trial, pair, later sweep and single run that needs them; then this trial's phase-2 student, its
-evaluation, and `tune.report`.
+It executes the step graph of `bistil_ray.steps` with the one executor (`bistil_ray.executor`), on
+Ray (`RayBackend`): the shared steps (task teacher, vocabulary, phase-1 student, the teacher's
+scores) are artifacts in the store under `--storage`, built once per key and reused by every trial,
+pair, later sweep and single run that needs them; this trial's phase-2 student is published at
+`students/<trial_id>`; then its evaluation, and `tune.report`.
 
 The trial function holds only a `trial_driver` slot; its steps run in Ray tasks that hold the
 CPUs/GPUs, and a training phase of several workers in a `TorchTrainer` (`train_runner`). The method
@@ -16,26 +17,26 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ray
 from ray import tune
 
-from bistil_ray.artifacts import Artifact, ArtifactStore, artifact_key
-from bistil_ray.atomic import atomic_directory, atomic_write_text, remove_dead_staging
-from bistil_ray.config import RunConfig
+from bistil_ray.artifacts import ArtifactStore
+from bistil_ray.atomic import atomic_write_text
+from bistil_ray.config import DIMENSIONS, RunConfig
+from bistil_ray.executor import BuildRequest, StepGraph
 from bistil_ray.model_card import write_model_card
 from bistil_ray.orchestration.failures import DeterministicFailure, is_deterministic, one_line
 from bistil_ray.orchestration.live_view import Progress, board_name
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.results_schema import artifact_columns
-from bistil_ray.orchestration.search_space import DIMENSIONS
+from bistil_ray.orchestration.requests import TrainRequest, WorkerGroup
 from bistil_ray.orchestration.sweep_config import SweepConfig
-from bistil_ray.orchestration.train_runner import STEP_SECONDS, TrainStep, WorkerGroup, run_task, run_training, run_untrained
-from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, TASK_TEACHER, Fingerprints, Pipeline, Step, StepCall, step_inputs
+from bistil_ray.orchestration.train_runner import run_task, run_training, run_untrained
+from bistil_ray.results_schema import schema_checked, step_columns
+from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, STEPS, TASK_TEACHER, Fingerprints, Pipeline
 
 OBJECTIVE = "objective_score"
 SCHEDULER_TIME = "phase2_step"
@@ -51,9 +52,14 @@ def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, te
     return result
 
 
-def _for_scheduler(score_key: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    """What a phase-2 evaluation adds to its report so that ASHA can compare trials by it."""
-    return {OBJECTIVE: metrics[score_key], SCHEDULER_TIME: metrics["step"]}
+@dataclass(frozen=True)
+class SchedulerReport:
+    """What a phase-2 evaluation adds to its Tune report so that ASHA can compare trials by it."""
+
+    score_key: str  # SCORE_KEYS[objective.score]
+
+    def __call__(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {OBJECTIVE: metrics[self.score_key], SCHEDULER_TIME: metrics["step"]}
 
 
 # --- the trial -------------------------------------------------------------------------------------
@@ -69,67 +75,32 @@ class TrialContext:
 
 
 @dataclass(frozen=True)
-class _Trial:
-    context: TrialContext
-    trial_id: str
-    run: RunConfig
+class RayBackend:
+    """The executor's back-end for a trial: a training step on Ray Train's or a Ray task's workers,
+    with this trial's progress line and metrics; any other step in a Ray task."""
+
     group: WorkerGroup
+    task_teacher_group: WorkerGroup
     progress: Progress
     metrics: TrialMetrics
-    store: ArtifactStore
+    phase2_report: SchedulerReport | None  # phase 2's evaluations, as Tune results for the scheduler
 
-    def enter(self, phase: str, total_steps: int | None = None) -> None:
-        self.progress.phase(phase, total_steps)
-        self.metrics.enter(phase)
-
-    def artifact(self, kind: str, inputs: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> Artifact:
-        artifact = self.store.get_or_build(kind, inputs, build)
-        self.metrics.artifact_used(kind, artifact.cache_hit)
-        return artifact
-
-    def shared(self, step: Step, keys: dict[str, str], paths: dict[str, Path]) -> Artifact:
-        """`step`'s artifact: built on Ray (its training on Train workers) unless the store has it."""
-        self.enter(step.label, step.training_steps(self.run))
-        inputs = step_inputs(step, self.run, self.context.fingerprints, keys)
-        call = StepCall(self.context.pipeline, step, self.run, {kind: paths[kind] for kind in step.upstream})
-        if step.trains:
-            group = self.context.task_teacher_group if step is TASK_TEACHER else self.group
-            build = partial(
-                run_training,
-                call,
-                name=f"{step.kind}-{artifact_key(inputs)}",
-                runs_dir=self.context.paths.artifact_train_runs,
-                group=group,
+    def build(self, request: BuildRequest) -> dict[str, Any]:
+        step = request.call.step
+        if not step.trains:
+            return run_untrained(request.call, request.out_dir, group=self.group)
+        return run_training(
+            TrainRequest(
+                request.call,
+                request.out_dir,
+                request.checkpoints,
+                request.name,
+                group=self.task_teacher_group if step is TASK_TEACHER else self.group,
                 progress=self.progress,
                 metrics=self.metrics,
+                report_to_tune=self.phase2_report if step is PHASE2_STUDENT else None,
             )
-        else:
-            build = partial(run_untrained, call, group=self.group)
-        artifact = self.artifact(step.kind, inputs, build)
-        keys[step.kind], paths[step.kind] = artifact.key, artifact.path
-        return artifact
-
-    def phase2_student(self, step: TrainStep) -> tuple[Path, float | None]:
-        """This trial's student, trained unless a previous attempt of the trial published it, and
-        the training step's own seconds (None when it was published before)."""
-        final = self.context.paths.students / self.trial_id
-        if final.is_dir():
-            return final, None
-        objective = self.context.sweep.objective.score
-        use_scheduler = self.context.sweep.scheduler != "none"
-        remove_dead_staging(final)  # an earlier attempt of this trial, killed while training
-        with atomic_directory(final) as staging:
-            metrics = run_training(
-                step,
-                staging,
-                name=f"phase2-{self.trial_id}",
-                runs_dir=self.context.paths.train_runs,
-                group=self.group,
-                progress=self.progress,
-                metrics=self.metrics,
-                report_to_tune=partial(_for_scheduler, SCORE_KEYS[objective]) if use_scheduler else None,
-            )
-        return final, metrics[STEP_SECONDS]
+        )
 
 
 def run_trial(params: dict[str, Any], context: TrialContext) -> None:
@@ -155,44 +126,43 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
 
 def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) -> dict[str, Any]:
     started = time.perf_counter()
-    sweep, pipeline = context.sweep, context.pipeline
+    sweep = context.sweep
     run = sweep.run_config(params["target_lang"], {name: params[name] for name in DIMENSIONS})
     group = WorkerGroup.from_resources(sweep.resources)
     progress = Progress(board_name(sweep.name), trial_id)
     metrics = TrialMetrics(sweep.name, f"{run.source_lang}-{run.target_lang}", trial_id)
-    trial = _Trial(context, trial_id, run, group, progress, metrics, ArtifactStore(context.paths.artifacts))
+    score_key = SCORE_KEYS[sweep.objective.score]
+    scheduler = SchedulerReport(score_key) if sweep.scheduler != "none" else None
+    backend = RayBackend(group, context.task_teacher_group, progress, metrics, scheduler)
+    graph = StepGraph(context.pipeline, run, context.fingerprints, ArtifactStore(context.paths.artifacts), backend)
 
-    keys: dict[str, str] = {}
-    paths: dict[str, Path] = {}
-    artifacts = {step.kind: trial.shared(step, keys, paths) for step in SHARED_STEPS}
-    phase2_steps = PHASE2_STUDENT.training_steps(run)
-    trial.enter(PHASE2_STUDENT.label, phase2_steps)
-    phase2_started = time.perf_counter()
-    student, phase2_train_seconds = trial.phase2_student(
-        StepCall(pipeline, PHASE2_STUDENT, run, {kind: paths[kind] for kind in PHASE2_STUDENT.upstream})
-    )
-    phase2_seconds = time.perf_counter() - phase2_started
-    trial.enter("evaluation")
-    teacher_scores = artifacts["teacher_scores"].metrics
+    def enter(phase: str, total_steps: int | None = None) -> None:
+        progress.phase(phase, total_steps)
+        metrics.enter(phase)
+
+    for step in SHARED_STEPS:
+        enter(step.label, step.training_steps(run))
+        metrics.artifact_used(step.kind, graph.shared(step).cache_hit)
+    enter(PHASE2_STUDENT.label, PHASE2_STUDENT.training_steps(run))
+    student = graph.placed(PHASE2_STUDENT, context.paths.students / trial_id)
+    enter("evaluation")
     evaluation_started = time.perf_counter()
-    evaluation = run_task(evaluate_on_worker, pipeline, run, student, paths["task_teacher"], teacher_scores, group=group)
+    teacher_scores = graph.built["teacher_scores"].metrics
+    evaluation = run_task(evaluate_on_worker, context.pipeline, run, student.path, graph.path("task_teacher"), teacher_scores, group=group)
     evaluation_seconds = time.perf_counter() - evaluation_started
-    objective_key = SCORE_KEYS[sweep.objective.score]
-    if evaluation.get(objective_key) is None:
-        raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {objective_key}")
+    if evaluation.get(score_key) is None:
+        raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {score_key}")
 
     result = {
         **evaluation,
-        OBJECTIVE: evaluation[objective_key],
-        SCHEDULER_TIME: phase2_steps,
-        **{name: value for step in SHARED_STEPS for name, value in artifact_columns(step, artifacts[step.kind]).items()},
-        "phase2_seconds": phase2_seconds,
-        "phase2_train_seconds": phase2_train_seconds,
+        OBJECTIVE: evaluation[score_key],
+        SCHEDULER_TIME: PHASE2_STUDENT.training_steps(run),
+        **{name: value for step in STEPS.values() for name, value in step_columns(step, graph.built[step.kind]).items()},
         "evaluation_seconds": evaluation_seconds,
         "trial_seconds": time.perf_counter() - started,
-        "student_path": str(student),
+        "student_path": str(student.path),
         "node": ray.get_runtime_context().get_node_id(),
         "completed": True,
     }
-    trial.enter("done")
-    return result
+    enter("done")
+    return schema_checked(result)

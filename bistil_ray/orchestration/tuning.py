@@ -74,9 +74,6 @@ class PairwiseSearch(Searcher):
         failed = error or bool(result and result.get("error"))
         self.studies[self.pair_of_trial[trial_id]].on_trial_complete(trial_id, final, error=failed)
 
-    def study(self, target_lang: str):
-        return self.studies[target_lang]._ot_study
-
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
             pickle.dump(self.__dict__, handle)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tiny_task import GERMAN, TINY_SETTINGS, TOPICS, files_task, tiny_teacher
 
-from bench import claims
+from bench import claims, claims_statistics
 
 TINY_RUN = {**TINY_SETTINGS, "target_lang": "de"}
 
@@ -27,7 +27,7 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     argv = [str(config), "--langs", "de", "--seeds", "0", "1", "--budget-curve", "de", "--recipe-steps", "frozen_body=3",
             "--work-dir", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
     claims.main(argv)
-    probe_settings = json.loads((tmp_path / "work" / "train" / "task_teacher-frozen_body" / "bistil_step.json").read_text())["settings"]
+    probe_settings = json.loads((tmp_path / "work" / "train" / "task_teacher-frozen_body" / "bistil_artifact.json").read_text())["inputs"]
     assert probe_settings["config"]["steps"] == 3 and probe_settings["config"]["lr"] == 2e-3  # the flag's steps, the config's lr
 
     rows = pq.read_table(out / "claims-train.parquet").to_pylist()
@@ -44,7 +44,7 @@ def test_claims_command_builds_every_model_and_judges_each_ordering(tmp_path: Pa
     assert trimmed["vocab_size"] < next(row for row in rows if row["model"] == "teacher:full")["vocab_size"]
 
     record = json.loads((out / "claims-train.json").read_text())
-    assert [claim["claim"] for claim in record["claims"]] == [claim.name for claim in claims.CLAIMS]
+    assert [claim["claim"] for claim in record["claims"]] == [claim.name for claim in claims_statistics.CLAIMS]
     for claim in record["claims"]:
         for cell in claim["by_language"].values():
             assert cell["low"] <= cell["difference"] <= cell["high"] and 0 <= cell["agreement"] <= 1

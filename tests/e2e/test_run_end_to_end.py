@@ -32,6 +32,6 @@ def test_tiny_run_end_to_end_and_rerun_reuses_steps(tmp_path: Path):
     changed = run_cli(str(config), "--set", "phase2.density=0.2")
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert changed.stdout.count("reusing") == 4 and "phase2_student: built" in changed.stdout
-    assert json.loads((exported / "bistil_step.json").read_text())["key"] == json.loads(
+    assert json.loads((exported / "bistil_artifact.json").read_text())["key"] == json.loads(
         (out / "en-zh" / "result.json").read_text()
     )["phase2_key"]

@@ -14,7 +14,8 @@ from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration import train_runner
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
-from bistil_ray.orchestration.train_runner import WorkerGroup, WorkersUnavailableError, ray_train_env_vars
+from bistil_ray.orchestration.requests import TrainRequest, WorkerGroup
+from bistil_ray.orchestration.train_runner import WorkersUnavailableError, ray_train_env_vars
 from sweep_fakes import small_teacher
 
 START_TIMEOUT_S = 3.0
@@ -77,13 +78,8 @@ def test_workers_that_cannot_start_now_fail_within_the_start_timeout(two_small_n
         ray.get([holder.ready.remote() for holder in holders])
         started = time.monotonic()
         with pytest.raises(WorkersUnavailableError) as failed:
-            train(
-                lambda out_dir, hooks: {},
-                Path(tempfile.mkdtemp()),
-                name="starved",
-                runs_dir=Path(tempfile.mkdtemp()),
-                group=WorkerGroup.from_resources(resources),
-            )
+            group = WorkerGroup.from_resources(resources)
+            train(TrainRequest(lambda out_dir, hooks: {}, Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "run", "starved", group))
         waited = time.monotonic() - started
     finally:
         ray.shutdown()

@@ -18,13 +18,9 @@ from storage_faults import fill_the_disk_for
 from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
-from bistil_ray.orchestration.train_runner import (
-    STEP_SECONDS,
-    WorkerGroup,
-    ray_train_env_vars,
-    train_data_parallel,
-    train_in_task,
-)
+from bistil_ray.orchestration.requests import TrainRequest, WorkerGroup
+from bistil_ray.orchestration.train_runner import ray_train_env_vars, train_data_parallel, train_in_task
+from bistil_ray.steps import STEP_SECONDS
 from sweep_fakes import fake_pipeline, small_teacher
 
 STEPS = 6
@@ -78,13 +74,8 @@ def test_a_killed_worker_resumes_the_phase_from_its_last_checkpoint(tmp_path, cl
     out_dir.mkdir()
     ray.init(address=cluster.address, runtime_env={"env_vars": ray_train_env_vars(resources)}, log_to_driver=False)
     try:
-        metrics = train(
-            phase_killed_once(step_log, killed),
-            out_dir,
-            name="phase2-killed",
-            runs_dir=tmp_path / "runs",
-            group=WorkerGroup.from_resources(resources),
-        )
+        group = WorkerGroup.from_resources(resources)
+        metrics = train(TrainRequest(phase_killed_once(step_log, killed), out_dir, tmp_path / "checkpoints", "phase2-killed", group))
     finally:
         ray.shutdown()
 

@@ -48,7 +48,7 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
     assert [json.loads(config.read_text())["worker_cpus"] for config in phase1_configs] == [1, 1]
     assert sum(path.is_dir() for path in (paths.artifacts / "phase1_student").iterdir()) == 2
     assert all((Path(row["student_path"]) / "config.json").exists() for row in rows)
-    assert not any(paths.train_runs.glob("*")) and not any(paths.artifact_train_runs.glob("*"))
+    assert not list(paths.artifacts.glob("*/.checkpoints")) and not (paths.students / ".checkpoints").exists()
 
     import pyarrow.parquet as pq
 

@@ -15,7 +15,7 @@ from bistil_ray.atomic import TMP_PREFIX
 from bistil_ray.config import RunConfig
 from bistil_ray.artifacts import MANIFEST, ArtifactStore, artifact_key
 from bistil_ray.config import RecipeSettings
-from bistil_ray.steps import PHASE1_STUDENT, TASK_TEACHER, Fingerprints, step_inputs, step_keys
+from bistil_ray.steps import PHASE1_STUDENT, STEPS, TASK_TEACHER, Fingerprints, step_inputs
 
 INPUTS = {"teacher": "abc", "settings": {"lr": 1e-4, "steps": 10}}
 
@@ -35,6 +35,14 @@ def build_in_process(root: str, log: str) -> tuple[str, bool]:
     artifact = ArtifactStore(Path(root), poll_interval_s=0.02).get_or_build("vocabulary", INPUTS, slow_build(Path(log)))
     return str(artifact.path), artifact.cache_hit
 
+
+
+def step_keys(run: RunConfig, prints: Fingerprints) -> dict[str, str]:
+    """Every step's key for `run`, upstream first, as the executor computes them one by one."""
+    keys: dict[str, str] = {}
+    for step in STEPS.values():
+        keys[step.kind] = artifact_key(step_inputs(step, run, prints, keys))
+    return keys
 
 def test_key_depends_on_content_not_on_key_order():
     reordered = {"settings": {"steps": 10, "lr": 1e-4}, "teacher": "abc"}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bistil_ray.errors import UserInputError
-from bistil_ray.method.export import export_student, load_exported
+from bistil_ray.atomic import atomic_directory
+from bistil_ray.method.export import load_exported, write_student_directory
 
 from tiny_students import LABELS, SENTENCES, bert_student, xlmr_student
 
@@ -34,6 +35,12 @@ LOAD_WITHOUT_THIS_PACKAGE = textwrap.dedent(
     print(json.dumps(results))
     """
 )
+
+
+def export_student(model, tokenizer, out: Path, **options) -> Path:
+    with atomic_directory(out) as staging:
+        write_student_directory(model, tokenizer, staging, **options)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +75,10 @@ def test_a_fresh_interpreter_without_this_package_loads_identical_models(exporte
         assert results[str(out)]["labels"] == [LABELS[i] for i in expected.argmax(-1).tolist()]
 
 
-def test_directory_is_a_standard_safetensors_model_with_labels_and_card(exported):
+def test_directory_is_a_standard_safetensors_model_with_labels_and_metadata(exported):
     out, model, _ = exported["bert"]
     names = {entry.name for entry in out.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "bistil_ray.json"} <= names
+    assert {"model.safetensors", "config.json", "tokenizer.json", "bistil_ray.json"} <= names
     assert not [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "greetings", "1": "food", "2": "sports"}
@@ -79,8 +86,6 @@ def test_directory_is_a_standard_safetensors_model_with_labels_and_card(exported
     assert config["problem_type"] == "single_label_classification"
     metadata = json.loads((out / "bistil_ray.json").read_text())
     assert metadata["scores"] == {"target_accuracy": 0.8125} and metadata["vocabulary"].endswith("vocab")
-    card = (out / "README.md").read_text()
-    assert "intfloat/multilingual-e5-small" in card and "en → pt" in card and "0.8125" in card
     assert not list(out.parent.glob(".tmp-*"))
 
 
@@ -92,11 +97,9 @@ def test_load_exported_returns_the_same_model(exported):
     assert torch.equal(in_process_logits(loaded, loaded_tokenizer), in_process_logits(model, tokenizer))
 
 
-def test_export_refuses_an_existing_directory_and_wrong_label_names(tmp_path: Path):
+def test_export_refuses_wrong_label_names_and_loading_refuses_a_folder_without_a_model(tmp_path: Path):
     model, tokenizer = bert_student()
     (tmp_path / "taken").mkdir()
-    with pytest.raises(UserInputError, match="already exists"):
-        export_student(model, tokenizer, tmp_path / "taken", label_names=LABELS)
     with pytest.raises(UserInputError, match="label_names"):
         export_student(model, tokenizer, tmp_path / "new", label_names=LABELS[:2])
     assert not (tmp_path / "new").exists()

@@ -292,12 +292,13 @@ SECRETS = {
 
 def test_no_secret_from_the_environment_reaches_what_the_package_writes(tmp_path, monkeypatch, capsys):
     from bistil_ray.method.export import write_student_directory
+    from bistil_ray.model_card import write_model_card
     from bistil_ray.artifacts import ArtifactStore, store_under
     from bistil_ray.orchestration.paths import SweepPaths
     from bistil_ray.orchestration.results import ResultsWriter
     from bistil_ray.orchestration.sweep_config import load_sweep
     from bistil_ray.orchestration.train_runner import ray_train_env_vars
-    from bistil_ray.run import LocalGraph
+    from bistil_ray.executor import LocalBackend, StepGraph
     from bistil_ray.steps import VOCABULARY, Fingerprints
 
     for name, value in SECRETS.items():
@@ -329,11 +330,13 @@ def test_no_secret_from_the_environment_reaches_what_the_package_writes(tmp_path
     store.get_or_build("vocabulary", {"teacher": sweep.teacher}, lambda out: {"vocab_size": 10})
     run = RunConfig(target_lang="de")
     prints = Fingerprints(teacher="t", task="k", corpora={"en": "c-en", "de": "c-de"}, targets={"de": "t-de"})
-    LocalGraph(fake_pipeline(), SimpleNamespace(run=run), prints, store_under(tmp_path / "run")).shared(VOCABULARY)
+    graph = StepGraph(fake_pipeline(), run, prints, store_under(tmp_path / "run"), LocalBackend(SimpleNamespace(run=run)))
+    graph.shared(VOCABULARY)
     student = tmp_path / "student"
     student.mkdir()
     model, tokenizer = bert_student()
     write_student_directory(model, tokenizer, student, label_names=LABELS, extra_metadata={"teacher": sweep.teacher})
+    write_model_card(student, run, {"target_score": 0.5, "source_score": 0.6, "metric": "accuracy"})
 
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert {path.name for path in written} >= {"sweep.json", "trials.parquet", "bistil_artifact.json", "README.md"}

@@ -38,13 +38,13 @@ def test_each_pair_is_seeded_on_its_own_and_only_hears_of_its_own_trials(tmp_pat
     first.on_trial_complete("t0", {"objective_score": 0.7, "completed": True})  # de, finished
     first.on_trial_complete("t1", {"objective_score": 0.4})  # fr, stopped early: pruned
     first.on_trial_complete("t2", None, error=True)  # de, failed
-    assert [trial.state for trial in first.study("de").trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
-    assert [trial.state for trial in first.study("fr").trials][0] == TRIAL_STATE.PRUNED
+    assert [trial.state for trial in first.studies["de"]._ot_study.trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
+    assert [trial.state for trial in first.studies["fr"]._ot_study.trials][0] == TRIAL_STATE.PRUNED
 
     first.save(str(tmp_path / "state.pkl"))
     restored = PairwiseSearch(search_sweep(["de", "fr"]))
     restored.restore(str(tmp_path / "state.pkl"))
-    assert restored.study("de").trials[0].value == 0.7
+    assert restored.studies["de"]._ot_study.trials[0].value == 0.7
     assert restored.suggest("t4") == PairwiseSearch.FINISHED
 
 
