@@ -39,7 +39,10 @@ ARTIFACTS = "artifacts"  # the store's folder under a --storage, for runs and sw
 
 
 def storage_root(value: str) -> Path:
-    """`--storage` as an absolute local path; `file://` URIs are accepted."""
+    """`--storage` as an absolute local path; `file://` URIs are accepted. An empty value is refused:
+    it would resolve to the current folder, which is never what a user who typed it meant."""
+    if not value.strip():
+        raise UserInputError("--storage: empty; give the folder that holds (or will hold) the sweeps and artifacts")
     parsed = urlparse(value)
     if parsed.scheme == "file":
         return Path(parsed.path).resolve()

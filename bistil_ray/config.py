@@ -8,11 +8,12 @@ them. Unknown keys are rejected and the error names the YAML path and the closes
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from bistil_ray.data.files import read_text
@@ -22,6 +23,16 @@ from bistil_ray.errors import UserInputError
 class StrictModel(BaseModel):
     # No NaN or infinity: every bound check (gt, le, ...) is false for NaN, so one would slip through.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads true as 1 where a number belongs; a person who wrote it meant something else."""
+        if isinstance(value, bool) and info.field_name is not None:
+            accepted = get_args(cls.model_fields[info.field_name].annotation) or (cls.model_fields[info.field_name].annotation,)
+            if {int, float} & set(accepted) and bool not in accepted:
+                raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+        return value
 
 
 # --- where the teacher, task data and corpora come from ------------------------------------------
@@ -484,14 +495,45 @@ def validate(model: type[ModelT], data: Any, source: str) -> ModelT:
         raise UserInputError(describe_validation_error(error, model, source)) from None
 
 
-def read_yaml(path: Path) -> Any:
-    text = read_text(path)
+class StrictYamlLoader(yaml.SafeLoader):
+    """YAML as a person writing a config means it: a key given twice is an error (PyYAML keeps the
+    last one silently), and only true/false are booleans (YAML 1.1 also reads yes, no, on and off as
+    booleans, so `steps: yes` would be a count of 1 and the language code `no` a boolean)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """`text` parsed by `StrictYamlLoader`; any YAML error becomes one line naming `where`."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=StrictYamlLoader)  # noqa: S506 (a SafeLoader: no Python objects)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserInputError(f"{path}: malformed YAML{where}") from None
+        line = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UserInputError(f"{where}: malformed YAML{line}: {problem}") from None
+
+
+def read_yaml(path: Path) -> Any:
+    data = parse_yaml(read_text(path), str(path))
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected a mapping at the top level")
     return data
@@ -508,7 +550,7 @@ def set_override(data: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserInputError(f"--set {key}: {part} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = parse_yaml(raw, f"--set {key}")
 
 
 def expand_user(path: str | Path, where: str) -> Path:

@@ -113,7 +113,11 @@ class ExportConfig(StrictModel):
 
 
 class SweepConfig(PairSettings):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the sweep's folder under --storage")
+    # 100 characters: a folder name, with room for the suffixes of its staging copies within the
+    # 255 bytes most filesystems allow.
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="the sweep's folder under --storage"
+    )
     target_langs: list[str] = Field(min_length=1, description="one language pair per target language")
     search_space: SearchSpace = SearchSpace()
     trials_per_pair: int = Field(4, ge=1, description="Optuna trials of each pair")
