@@ -28,6 +28,9 @@ from bistil_ray.orchestration.sweep_config import ObjectiveConfig
 
 TRADEOFFS: tuple[str, ...] = get_args(ObjectiveConfig.model_fields["tradeoff"].annotation)
 DEFAULT_TRADEOFF: str = ObjectiveConfig.model_fields["tradeoff"].default
+# What makes a Parquet file a results table; any other column of the schema it lacks (one added
+# after its sweep ran) reads as empty.
+IDENTIFYING_COLUMNS = ("trial_id", "status", "target_lang", "objective_score")
 
 # The default report: per pair, how its trials ended and its best student by the objective.
 PAIR_SUMMARY_SQL = """
@@ -83,7 +86,7 @@ def open_results(location: str) -> Results:
     filesystem, folder = _filesystem(location)
     trials = _read_table(filesystem, folder, "trials.parquet", TRIALS_SCHEMA, location)
     summary = _read_table(filesystem, folder, "summary.parquet", SUMMARY_SCHEMA, location)
-    return Results(location, trials, summary, _sweep_tradeoff(filesystem, folder))
+    return Results(location, trials, summary, _sweep_tradeoff(filesystem, folder, location))
 
 
 def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
@@ -104,10 +107,25 @@ def _read_table(filesystem: pafs.FileSystem, folder: str, name: str, schema: pa.
         table = pq.read_table(path, filesystem=filesystem)
     except (pa.ArrowException, OSError) as error:
         raise UserInputError(f"{location}/{name}: not a readable Parquet file ({_first_line(error)})") from None
-    missing = [field.name for field in schema if field.name not in table.column_names]
+    missing = [column for column in IDENTIFYING_COLUMNS if column not in table.column_names]
     if missing:
         raise UserInputError(f"{location}/{name}: not a bistil_ray results table (no column {missing[0]!r})")
-    return table.select(schema.names)
+    for field in schema:
+        if field.name in table.column_names and not _same_kind(table.schema.field(field.name).type, field.type):
+            raise UserInputError(
+                f"{location}/{name}: column {field.name!r} holds {table.schema.field(field.name).type}, "
+                f"the results schema says {field.type}"
+            )
+    # A column added to the schema after the sweep ran reads as empty.
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(schema.names).cast(schema)
+
+
+def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """A column of the schema's type, or one with no values at all (Arrow's null type)."""
+    return actual == expected or pa.types.is_null(actual)
 
 
 def _sweep_folders_hint(filesystem: pafs.FileSystem, folder: str) -> str:
@@ -125,14 +143,21 @@ def _sweep_folders_hint(filesystem: pafs.FileSystem, folder: str) -> str:
     return f"; pass a sweep's folder: {', '.join(sweeps)}" if sweeps else "; pass a sweep's folder under --storage"
 
 
-def _sweep_tradeoff(filesystem: pafs.FileSystem, folder: str) -> str:
-    """The trade-off the sweep optimised against, from the configuration it started with."""
-    try:
-        with filesystem.open_input_stream(f"{folder}/sweep.json") as stream:
-            snapshot = json.loads(stream.read())
-    except (pa.ArrowException, OSError, ValueError):
+def _sweep_tradeoff(filesystem: pafs.FileSystem, folder: str, location: str) -> str:
+    """The trade-off the sweep optimised against, from the configuration it started with (the
+    default where a sweep folder has no sweep.json)."""
+    path = f"{folder}/sweep.json"
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
         return DEFAULT_TRADEOFF
-    return snapshot.get("objective", {}).get("tradeoff", DEFAULT_TRADEOFF)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            snapshot = json.loads(stream.read())
+        tradeoff = snapshot.get("objective", {}).get("tradeoff", DEFAULT_TRADEOFF)
+    except (pa.ArrowException, OSError, ValueError, AttributeError) as error:
+        raise UserInputError(f"{location}/sweep.json: not a sweep's configuration ({_first_line(error)})") from None
+    if tradeoff not in TRADEOFFS:
+        raise UserInputError(f"{location}/sweep.json: objective.tradeoff {tradeoff!r} is not one of {', '.join(TRADEOFFS)}")
+    return tradeoff
 
 
 # --- queries -------------------------------------------------------------------------------------
