@@ -88,6 +88,7 @@ from bistil_ray.method.evaluation import count_parameters, measure_efficiency, p
 from bistil_ray.method.export import MODEL_CLASSES, load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
 from bistil_ray.method.hooks import LocalHooks
+from bistil_ray.output_paths import check_output_folder
 from bistil_ray.run import log
 
 RECIPES = ("full", "lt_sft", "frozen_body")
@@ -482,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         args.phase2_steps = args.phase2_steps or base.phase2.full_steps + base.phase2.sparse_steps
         if base.task_teacher.method not in args.recipes:
             raise UserInputError(f"--recipes: must include the config's task_teacher.method '{base.task_teacher.method}'")
+        check_output_folder(Path(args.work_dir), "--work-dir")
+        check_output_folder(Path(args.out), "--out")
         bench = Bench(args, base.model_copy(update={"output_dir": Path(args.work_dir)}))
         task_name = base.task.name
         resolved = base.model_copy(update={"phase2": resolve_phase2(base.phase2, base.task.kind)})

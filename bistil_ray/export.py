@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bistil_ray.console import console, quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.output_paths import check_output_folder
 
 PROGRAM = "bistil_ray.export"
 
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserInputError("nothing to export: give --onnx (and --int8 for the quantised graph)")
         if not args.student_dir.is_dir():
             raise UserInputError(f"{args.student_dir}: no such directory")
+        onnx_folder = args.student_dir / "onnx"  # method.onnx_export.ONNX_DIR, named here to check it before torch loads
+        if onnx_folder.exists() and not onnx_folder.is_dir():
+            raise UserInputError(f"{onnx_folder}: a file stands where the ONNX folder goes")
+        check_output_folder(onnx_folder, "STUDENT_DIR")
         quiet_libraries()
         from bistil_ray.method.onnx_export import export_onnx  # torch and onnxruntime once the input is valid
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bistil_ray.errors import exit_on_user_error
+from bistil_ray.output_paths import check_output_file
 from bistil_ray.reporting import TRADEOFFS, Relation, open_results, pair_summary, pareto_fronts, plot_tradeoffs, run_sql
 
 PROGRAM = "bistil_ray.results"
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with exit_on_user_error(PROGRAM):
+        if args.plot:
+            check_output_file(args.plot, "--plot")
         results = open_results(args.results_dir)
         if args.sql:
             relation, title = run_sql(results, args.sql), None

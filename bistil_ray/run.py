@@ -27,6 +27,7 @@ from bistil_ray.console import console, quiet_libraries
 from bistil_ray.errors import exit_on_user_error
 from bistil_ray.executor import LocalBackend, StepGraph
 from bistil_ray.model_card import write_model_card
+from bistil_ray.output_paths import check_output_folder
 from bistil_ray.results_schema import schema_checked, step_columns
 from bistil_ray.steps import PHASE2_STUDENT, SHARED_STEPS, STEPS, Fingerprints
 
@@ -39,7 +40,7 @@ def run(config: RunConfig, storage: Path | None = None) -> dict:
     from bistil_ray import pipeline  # torch and transformers load only once the config is valid
 
     started = time.perf_counter()
-    root = config.output_dir or Path("runs") / config.task.name
+    root = output_root(config)
     out = root / f"{config.source_lang}-{config.target_lang}"
     inputs = pipeline.resolve_inputs(config)
     prints = Fingerprints.of(config, [config.target_lang])
@@ -65,6 +66,10 @@ def run(config: RunConfig, storage: Path | None = None) -> dict:
     write_model_card(student.path, config, result)
     atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=str))
     return result
+
+
+def output_root(config: RunConfig) -> Path:
+    return config.output_dir or Path("runs") / config.task.name
 
 
 def logged(artifact: Artifact) -> Artifact:
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error("bistil_ray.run"):
         config = load_config(RunConfig, args.config, args.overrides)
         storage = storage_root(args.storage) if args.storage else None
+        check_output_folder(output_root(config), "output_dir")
+        if storage is not None:
+            check_output_folder(storage, "--storage")
         quiet_libraries()
         result = run(config, storage)
     console.print(result_table(result))

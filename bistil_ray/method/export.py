@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -92,7 +93,7 @@ def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
         kind = task_kind_of(AutoConfig.from_pretrained(out_dir).architectures or [])
         model = MODEL_CLASSES[kind].from_pretrained(out_dir, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged or foreign directory
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:  # a damaged or foreign directory
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserInputError(f"{out_dir}: cannot load the model: {reason}") from error
     return model.eval(), tokenizer

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 from pydantic import ValidationError
 
 from bistil_ray.config import expand_user
 from bistil_ray.errors import UserInputError
+from bistil_ray.output_paths import check_output_folder
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 
@@ -27,26 +26,13 @@ def check_inputs(sweep: SweepConfig, paths: SweepPaths, *, resume: bool, dry_run
     """Raise `UserInputError` for the first problem found. `dry_run`: no hub look-ups and no
     machine check (the plan may be for another machine); `local_cluster`: the sweep starts its own
     Ray on this machine rather than joining one."""
-    check_storage_writable(paths.storage)
+    check_output_folder(paths.storage, "--storage")
+    check_output_folder(paths.experiment, f"sweep {sweep.name} under --storage")
     check_storage(sweep, paths, resume)
     check_teacher(sweep.teacher, trust_remote_code=sweep.trust_remote_code, reach_hub=not dry_run)
     check_task_and_corpora(sweep)
     if local_cluster and not dry_run:
         check_fits_machine(sweep.resources, machine_resources())
-
-
-def check_storage_writable(storage: Path) -> None:
-    """`storage` is a folder this process can create files in, or can be created as one. The test
-    creates and removes a folder: permission bits alone say nothing for root or on network mounts."""
-    existing = storage
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserInputError(f"--storage {storage}: {existing} is a file, not a folder")
-    try:
-        tempfile.TemporaryDirectory(dir=existing).cleanup()
-    except OSError as error:
-        raise UserInputError(f"--storage {storage}: not writable ({existing}: {error.strerror})") from None
 
 
 def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:

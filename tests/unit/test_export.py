@@ -105,3 +105,15 @@ def test_export_refuses_wrong_label_names_and_loading_refuses_a_folder_without_a
     assert not (tmp_path / "new").exists()
     with pytest.raises(UserInputError, match="config.json"):
         load_exported(tmp_path / "taken")
+
+
+@pytest.mark.parametrize("damage", ["header", "truncated", "empty"])
+def test_a_student_whose_safetensors_file_is_damaged_is_one_line_not_the_librarys_traceback(tmp_path, damage):
+    model, tokenizer = bert_student()
+    out = export_student(model, tokenizer, tmp_path / "student", label_names=LABELS)
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    damaged = {"header": data[:8] + b"{not json" + data[17:], "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    weights.write_bytes(bytes(damaged))
+    with pytest.raises(UserInputError, match=r"student: cannot load the model: "):
+        load_exported(out)

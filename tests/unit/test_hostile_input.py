@@ -315,7 +315,7 @@ CASES = [
     ),
     Case(
         "storage_not_writable",
-        "--storage /sys/bistil-results: not writable (",
+        "--storage /sys/bistil-results: cannot write in /sys (",
         argv=("--storage", "/sys/bistil-results"),
     ),
     Case(

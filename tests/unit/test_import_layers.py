@@ -13,7 +13,7 @@ import bistil_ray
 
 PACKAGE = Path(bistil_ray.__file__).parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("bistil_ray", "bistil_ray.errors", "bistil_ray.atomic", "bistil_ray.console")),
+    ("foundation", ("bistil_ray", "bistil_ray.errors", "bistil_ray.atomic", "bistil_ray.console", "bistil_ray.output_paths")),
     ("schema, data and teachers", ("bistil_ray.config", "bistil_ray.artifacts", "bistil_ray.data", "bistil_ray.assets")),
     ("the method, plain PyTorch", ("bistil_ray.method",)),
     (

@@ -1,0 +1,45 @@
+"""Output paths, checked before the expensive work starts (before Ray starts, before a model loads):
+a folder or file this process will write must be creatable where the user named it.
+
+Each check tries what the write will do (it creates and removes a temporary entry) rather than
+reading permission bits, which say nothing for root, read-only mounts or virtual filesystems.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bistil_ray.errors import UserInputError
+
+
+def _writable_ancestor(folder: Path, path: Path, what: str) -> Path:
+    """The nearest existing folder at or above `folder`, refused unless a file can be created in it;
+    an error names `path`, the output asked for."""
+    existing = folder
+    while not existing.exists() and not existing.is_symlink():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserInputError(f"{what} {path}: {existing} is a file, not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as error:
+        raise UserInputError(f"{what} {path}: cannot write in {existing} ({error.strerror or error})") from None
+    return existing
+
+
+def check_output_folder(path: Path, what: str) -> None:
+    """`path` is a folder, or can be created as one, and files can be written in it; `what` names
+    the flag or setting that gave it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{what} {path}: a file stands there, not a folder")
+    _writable_ancestor(path, path, what)
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """`path` can be written as a file: not a folder, and its folder exists or can be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{what} {path}: a folder stands there, not a file")
+    _writable_ancestor(path.parent, path, what)
