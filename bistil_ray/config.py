@@ -474,18 +474,22 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
-    """The first problem as one line: `source: path.to.field: what is wrong`."""
+def first_problem(error: ValidationError, model: type[BaseModel]) -> tuple[str, str]:
+    """The first problem of `error`: the dotted path of the field, and what is wrong with it."""
     first = error.errors()[0]
     location = tuple(part for part in first["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     path = ".".join(str(part) for part in location) or "(top level)"
     if first["type"] == "extra_forbidden":
         key = str(location[-1])
         close = difflib.get_close_matches(key, _valid_keys(model, location[:-1]), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{source}: {path}: unknown key{hint}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{source}: {path}: {message}"
+        return path, "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+    return path, first["msg"].removeprefix("Value error, ")
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
+    """The first problem as one line: `source: path.to.field: what is wrong`."""
+    path, problem = first_problem(error, model)
+    return f"{source}: {path}: {problem}"
 
 
 def validate(model: type[ModelT], data: Any, source: str) -> ModelT:
@@ -563,7 +567,16 @@ def expand_user(path: str | Path, where: str) -> Path:
 
 
 def load_config(model: type[ModelT], path: Path, overrides: list[str] = ()) -> ModelT:
+    """`path` with each `--set KEY=VALUE` applied; a problem with a value a `--set` gave is named by
+    that flag, any other by the file."""
     data = read_yaml(path)
     for assignment in overrides:
         set_override(data, assignment)
-    return validate(model, data, str(path))
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        field, problem = first_problem(error, model)
+        for key in reversed([assignment.partition("=")[0] for assignment in overrides]):
+            if field == key or field.startswith(key + "."):
+                raise UserInputError(f"--set {field}: {problem}") from None
+        raise UserInputError(f"{path}: {field}: {problem}") from None

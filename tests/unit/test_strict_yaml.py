@@ -5,7 +5,8 @@ where a number belongs, YAML 1.1's yes/no/on/off, a malformed or tagged `--set` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 import pytest
 import yaml
@@ -21,10 +22,18 @@ HUB_TASK = {"task": {"hub": {"path": "org/dataset"}}}  # where a number under ta
 
 
 def numeric_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """The dotted path of every number (int or float, not bool) in `model` and its sections."""
+    """The dotted path of every number (int or float, not bool) in `model` and its sections; inside a
+    mapping (`corpora`, `per_method`) under one sample key."""
     paths = []
     for name, field in model.model_fields.items():
-        accepted = get_args(field.annotation) or (field.annotation,)
+        annotation = field.annotation
+        if get_origin(annotation) is dict:
+            key_type, value_type = get_args(annotation)
+            key = get_args(key_type)[0] if get_origin(key_type) is Literal else "de"
+            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+                paths += numeric_fields(value_type, f"{prefix}{name}.{key}.")
+            continue
+        accepted = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
         if {int, float} & set(accepted) and bool not in accepted:
             paths.append(prefix + name)
         for kind in accepted:
