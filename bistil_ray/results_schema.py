@@ -148,6 +148,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("evaluation_seconds", FLOAT, "wall time of the student's evaluation (scores, size and speed)"),
     column("trial_seconds", FLOAT, "wall time of the whole trial (of the whole run, for bistil_ray.run)"),
     column("student_path", STRING, "the student: a Hugging Face model directory (safetensors + trimmed tokenizer)"),
+    column("student_removed", BOOL, "the student was deleted from students/ by keep_students (pareto or best): a better one of its pair made it redundant"),
     column("node", STRING, "id of the Ray node that ran the trial (ray.get_runtime_context().get_node_id())"),
     column("error", STRING, "the error's type and message in one line, when status is error"),
 ]
@@ -183,7 +184,7 @@ def trial_row(
         status = "error"
     else:
         status = "ok" if result.get("completed") else "pruned"
-    row = {**constants, **config, **result, "trial_id": trial_id, "status": status, "error": error}
+    row = {**constants, **config, **result, "trial_id": trial_id, "status": status, "error": error, "student_removed": False}
     return {name: _as_column_type(row.get(name), kind) for name, kind in TRIAL_COLUMNS}
 
 

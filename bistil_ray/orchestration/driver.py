@@ -94,7 +94,7 @@ def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool) -> list[tune.Ca
         "teacher": sweep.teacher,
         "task": sweep.task.name,
     }
-    writer = ResultsWriter(paths, constants, sweep.objective.tradeoff)
+    writer = ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students)
     if not live:
         return [writer]
     return [writer, LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, sweep.trials_per_pair)]

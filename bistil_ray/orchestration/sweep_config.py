@@ -128,6 +128,12 @@ class SweepConfig(PairSettings):
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     export: ExportConfig = ExportConfig()
+    keep_students: Literal["all", "pareto", "best"] = Field(
+        "all",
+        description="all: every trial's student stays in students/; pareto: a student is removed once its pair's "
+        "Pareto front (objective against objective.tradeoff) has moved past it; best: only each pair's best by "
+        "the objective stays. A removed student's row stays, with student_removed true",
+    )
     seed: int = Field(0, description="seeds each pair's Optuna sampler")
 
     @property

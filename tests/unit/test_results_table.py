@@ -103,3 +103,41 @@ def test_writer_keeps_one_row_per_trial_across_retries_and_resumes(tmp_path):
     assert sorted((row["trial_id"], row["status"]) for row in rows) == [("t1", "ok"), ("t2", "ok")]
     assert [row["trial_id"] for row in read_rows(paths.summary_table) if row["is_best"]] == ["t2"]
     assert not list(Path(paths.experiment).glob(f"{TMP_PREFIX}*"))
+
+
+@pytest.mark.parametrize(
+    ("keep", "kept"),
+    [("all", {"a", "b", "c", "d"}), ("pareto", {"a", "b", "d"}), ("best", {"a"})],
+)
+def test_keep_students_removes_a_student_once_its_pairs_front_moves_past_it_and_its_row_says_so(tmp_path, keep, kept):
+    paths = SweepPaths(tmp_path, "s")
+    writer = ResultsWriter(paths, CONSTANTS, "student_latency_ms", keep)
+    writer.setup()
+    # (objective, latency), in finishing order: c is on the front until b (better and faster) comes;
+    # a is the best, d the fastest; the front ends as a, b, d.
+    trials = {"c": (0.70, 3.0), "a": (0.90, 4.0), "b": (0.80, 2.0), "d": (0.60, 1.0)}
+    for trial_id, (score, latency) in trials.items():
+        (paths.students / trial_id).mkdir(parents=True)
+        (paths.students / trial_id / "model.safetensors").write_text("weights")
+        result = {"objective_score": score, "student_latency_ms": latency, "completed": True}
+        writer.on_trial_complete(0, [], fake_trial(trial_id, "de", result))
+    assert {path.name for path in paths.students.iterdir()} == kept  # no staging leftovers either
+    rows = {row["trial_id"]: row for row in read_rows(paths.trials_table)}
+    assert set(rows) == set(trials)  # every row stays
+    assert {trial_id for trial_id, row in rows.items() if not row["student_removed"]} == kept
+    summary = read_rows(paths.summary_table)
+    assert {row["trial_id"] for row in summary if row["is_best"]} == {"a"}
+
+
+def test_keep_students_leaves_pruned_and_failed_trials_and_the_other_pairs_alone(tmp_path):
+    paths = SweepPaths(tmp_path, "s")
+    writer = ResultsWriter(paths, CONSTANTS, "student_latency_ms", "best")
+    writer.setup()
+    for trial_id, target, score in (("de1", "de", 0.9), ("fr1", "fr", 0.5), ("de2", "de", 0.4)):
+        (paths.students / trial_id).mkdir(parents=True)
+        writer.on_trial_complete(0, [], fake_trial(trial_id, target, {"objective_score": score, "student_latency_ms": 1.0, "completed": True}))
+    writer.on_trial_complete(0, [], fake_trial("pruned", "de", {"objective_score": 0.95}))
+    writer.on_trial_error(0, [], fake_trial("failed", "de", {}, error="RuntimeError: boom"))
+    assert {path.name for path in paths.students.iterdir()} == {"de1", "fr1"}
+    rows = {row["trial_id"]: row for row in read_rows(paths.trials_table)}
+    assert [rows[name]["student_removed"] for name in ("de1", "fr1", "de2", "pruned", "failed")] == [False, False, True, False, False]
