@@ -409,6 +409,11 @@ class PairSettings(StrictModel):
     student: StudentConfig = StudentConfig()
     phase1: Phase1Config = Phase1Config()
     phase2: Phase2Config = Phase2Config()
+    # 1 GiB: a student with its checkpoint (model, best weights, optimiser state) is a few hundred MB
+    # for a base-size teacher; a step that starts with less fails part-way, after its work.
+    min_free_disk_mb: int = Field(
+        1024, ge=0, description="free space a step needs on its output's filesystem to start; 0: no check"
+    )
 
 
 class RunConfig(PairSettings):

@@ -8,7 +8,9 @@ else asks its back-end to build, and publishes the result with one manifest (`ar
   - a placed step (the phase-2 student) goes to a folder its caller names, `<output_dir>/<pair>/student`
     for a run, `<sweep>/students/<trial_id>` for a trial; a folder built from other inputs is replaced.
 
-Either way a training step keeps its checkpoints in `checkpoints_of(folder)` while it builds, resumes
+Before a build starts, its filesystem must have `min_free_disk_mb` free (else one line naming the
+folder: nothing is written, and a rerun or `--resume` continues once space is freed). Either way a
+training step keeps its checkpoints in `checkpoints_of(folder)` while it builds, resumes
 from them after an interruption, and they are deleted once the folder is published. No Ray here.
 """
 
@@ -20,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bistil_ray.artifacts import Artifact, ArtifactStore, artifact_key, publish_at
+from bistil_ray.artifacts import Artifact, ArtifactStore, artifact_key, publish_at, read_manifest
 from bistil_ray.config import RunConfig
 from bistil_ray.method.hooks import LocalHooks
+from bistil_ray.output_paths import check_free_space
 from bistil_ray.steps import STEP_SECONDS, Fingerprints, Pipeline, Step, StepCall, step_inputs
 
 if TYPE_CHECKING:
@@ -97,12 +100,20 @@ class StepGraph:
         """`step`'s artifact in the store: built unless someone (this run, a trial, another sweep) has."""
         inputs = step_inputs(step, self.run, self.prints, self.keys)
         final = self.store.path(step.kind, artifact_key(inputs))
+        self._check_space(step, final, artifact_key(inputs))
         return self._published(step, final, self.store.get_or_build(step.kind, inputs, self._builder(step, final)))
 
     def placed(self, step: Step, final: Path) -> Artifact:
         """`step` published at `final`: kept if built from the same inputs, else (re)built."""
         inputs = step_inputs(step, self.run, self.prints, self.keys)
+        self._check_space(step, final, artifact_key(inputs))
         return self._published(step, final, publish_at(final, step.kind, inputs, self._builder(step, final), replace=True))
+
+    def _check_space(self, step: Step, final: Path, key: str) -> None:
+        """Before anything is built, or replaced: a step that would build needs the free space."""
+        manifest = read_manifest(final)
+        if manifest is None or manifest["key"] != key:
+            check_free_space(final.parent, self.run.min_free_disk_mb * 2**20, f"{step.label} ({final})")
 
     def _builder(self, step: Step, final: Path):
         call = StepCall(self.pipeline, step, self.run, {kind: self.path(kind) for kind in step.upstream})

@@ -7,6 +7,7 @@ reading permission bits, which say nothing for root, read-only mounts or virtual
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,3 +44,21 @@ def check_output_file(path: Path, what: str) -> None:
     if path.is_dir():
         raise UserInputError(f"{what} {path}: a folder stands there, not a file")
     _writable_ancestor(path.parent, path, what)
+
+
+class DiskSpaceError(UserInputError):
+    """Too little free space to start writing: a retry changes nothing until space is freed."""
+
+
+def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
+    """At least `needed_bytes` free on the filesystem that holds (or will hold) `folder`; `what`
+    names what was about to be written there."""
+    existing = Path(folder)
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise DiskSpaceError(
+            f"{what}: {existing} has {free / 2**20:.0f} MiB free, {needed_bytes / 2**20:.0f} MiB needed to start it "
+            "(min_free_disk_mb); free space there and run again (a sweep: --resume)"
+        )
