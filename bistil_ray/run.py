@@ -23,7 +23,7 @@ from rich.table import Table
 from bistil_ray.artifacts import Artifact, storage_root, store_under
 from bistil_ray.atomic import atomic_write_text
 from bistil_ray.config import RunConfig, load_config
-from bistil_ray.console import console, quiet_libraries
+from bistil_ray.console import console, line_buffered_output, quiet_libraries
 from bistil_ray.errors import exit_on_user_error
 from bistil_ray.executor import LocalBackend, StepGraph
 from bistil_ray.model_card import write_model_card
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    line_buffered_output()
     with exit_on_user_error("bistil_ray.run"):
         config = load_config(RunConfig, args.config, args.overrides)
         storage = storage_root(args.storage) if args.storage else None

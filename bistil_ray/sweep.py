@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bistil_ray.console import quiet_libraries
+from bistil_ray.console import line_buffered_output, quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.artifacts import storage_root
 from bistil_ray.orchestration.paths import SweepPaths
@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    line_buffered_output()
     console = Console()
     with exit_on_user_error(PROGRAM):
         sweep = load_sweep(args.config, args.set)

@@ -372,6 +372,7 @@ class TrainingLoop:
 
         stage_ends = {self.total_steps} | ({self.stages.dense_steps} if self.stages else set())
         metrics: dict[str, Any] = {}
+        run_started = time.perf_counter()
         self.meter.restart()
         for step in range(start_step, self.total_steps):
             if self.stages and step == self.stages.dense_steps:
@@ -410,10 +411,12 @@ class TrainingLoop:
                 **throughput,
                 "eval_seconds": time.perf_counter() - evaluation_started,
             }
+            elapsed = time.perf_counter() - run_started
+            left = elapsed / (step + 1 - start_step) * (self.total_steps - step - 1)
             self.log(
                 f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
                 f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%} "
-                f"(evaluation {metrics['eval_seconds']:.0f} s)"
+                f"(evaluation {metrics['eval_seconds']:.0f} s; {elapsed:.0f} s elapsed, about {left:.0f} s left)"
             )
             self.checkpoint_and_report(metrics, {"step": step + 1, "best_score": best_score}, best_weights)
             self.meter.restart()

@@ -65,8 +65,24 @@ def _format(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def time_left(elapsed_s: float, done: int, planned: int) -> str:
+    """The time left at the pace of the trials done so far (concurrency included in that pace)."""
+    if done == 0:
+        return "unknown until a trial ends"
+    return f"about {duration(elapsed_s / done * max(planned - done, 0))} left"
+
+
 class LiveView(Callback):
-    """Redraws the sweep table as Tune steps; prints its last state when the sweep ends."""
+    """Redraws the sweep table as Tune steps, with the trials done of those planned and the time
+    left; prints its last state when the sweep ends. When the output is not a terminal (a cluster
+    job's log, nohup, CI) it prints one plain line per change of a trial's phase or step and per
+    finished trial instead, so that a log shows progress as it happens."""
 
     def __init__(
         self, board: str, source_lang: str, target_langs: list[str], trials_per_pair: int, refresh_s: float = 1.0
@@ -78,9 +94,14 @@ class LiveView(Callback):
         self.refresh_s = refresh_s
 
     def setup(self, **info: Any) -> None:
-        self._live = Live(console=Console(), auto_refresh=False)
-        self._live.start()
+        console = Console()
+        self._plain = not console.is_terminal
+        self._live = None if self._plain else Live(console=console, auto_refresh=False)
+        if self._live is not None:
+            self._live.start()
         self._drawn_at = 0.0
+        self._started = time.monotonic()
+        self._printed: dict[str, str] = {}  # trial id -> its last plain line
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if time.monotonic() - self._drawn_at >= self.refresh_s:
@@ -88,13 +109,45 @@ class LiveView(Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._draw(trials)
-        self._live.stop()
+        if self._live is not None:
+            self._live.stop()
 
     def _draw(self, trials: list[Trial]) -> None:
         board = ray.get(ray.get_actor(self.board).snapshot.remote(), timeout=10)
-        table = progress_table(trials, board, self.source_lang, self.target_langs, self.trials_per_pair)
-        self._live.update(table, refresh=True)
         self._drawn_at = time.monotonic()
+        planned = self.trials_per_pair * len(self.target_langs)
+        done = sum(trial.status in (Trial.TERMINATED, Trial.ERROR) for trial in trials)
+        elapsed = self._drawn_at - self._started
+        overall = f"{done} of {planned} trials done, {duration(elapsed)} elapsed, {time_left(elapsed, done, planned)}"
+        if self._live is None:
+            for line in plain_lines(trials, board, self._printed):
+                print(f"[{duration(elapsed)}] {line}" + (f"; {overall}" if " ended " in line else ""), flush=True)
+            return
+        table = progress_table(trials, board, self.source_lang, self.target_langs, self.trials_per_pair)
+        table.caption, table.caption_justify = overall, "left"
+        self._live.update(table, refresh=True)
+
+
+def plain_lines(trials: list[Trial], board: dict[str, dict[str, Any]], printed: dict[str, str]) -> list[str]:
+    """A line for each trial whose phase or step changed since `printed` (updated in place), and one
+    when it ends."""
+    lines = []
+    for trial in trials:
+        pair = trial.config.get("target_lang", "?")
+        if trial.status == Trial.RUNNING:
+            line = f"{pair} {_running_line(trial, board.get(trial.trial_id, {}))}"
+        elif trial.status in (Trial.TERMINATED, Trial.ERROR):
+            result = trial.last_result or {}
+            outcome = "failed" if trial.status == Trial.ERROR or result.get("error") else (
+                f"objective {_format(result.get('objective_score'), '.3f')}" if result.get("completed") else "pruned"
+            )
+            line = f"{pair} {trial.trial_id}: ended ({outcome})"
+        else:
+            continue
+        if printed.get(trial.trial_id) != line:
+            printed[trial.trial_id] = line
+            lines.append(line)
+    return lines
 
 
 def progress_table(

@@ -1,0 +1,55 @@
+"""Progress where the output is not a terminal: one plain line per change of a trial's phase or step
+and per ended trial, with the trials done and the time left; a run's lines reach a pipe at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+from ray.tune.experiment import Trial
+
+from bistil_ray.orchestration.live_view import duration, plain_lines, time_left
+
+
+def trial(trial_id: str, status: str, target: str = "de", result: dict | None = None) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, status=status, config={"target_lang": target}, last_result=result or {})
+
+
+def test_a_line_per_change_of_phase_or_step_and_per_ended_trial_each_once():
+    printed: dict[str, str] = {}
+    running = [trial("a", Trial.RUNNING), trial("b", Trial.PENDING)]
+    board = {"a": {"phase": "phase 2", "step": 200, "total_steps": 800}}
+    assert plain_lines(running, board, printed) == ["de a: phase 2 200/800"]
+    assert plain_lines(running, board, printed) == []  # nothing changed: nothing printed
+    board["a"]["step"] = 400
+    assert plain_lines(running, board, printed) == ["de a: phase 2 400/800"]
+    ended = [
+        trial("a", Trial.TERMINATED, result={"completed": True, "objective_score": 0.8125}),
+        trial("b", Trial.TERMINATED, "fr", result={"objective_score": 0.3}),
+        trial("c", Trial.ERROR),
+    ]
+    assert plain_lines(ended, board, printed) == ["de a: ended (objective 0.812)", "fr b: ended (pruned)", "de c: ended (failed)"]
+
+
+def test_the_time_left_follows_the_pace_of_the_trials_done():
+    assert time_left(600.0, 0, 8) == "unknown until a trial ends"
+    assert time_left(600.0, 2, 8) == "about 30m00s left"
+    assert time_left(600.0, 8, 8) == "about 0m00s left"
+    assert duration(3725) == "1h02m"
+
+
+def test_a_runs_progress_reaches_a_pipe_line_by_line():
+    """What `line_buffered_output` fixes: without it, a piped child's printed lines wait in its buffer."""
+    code = (
+        "import time; from bistil_ray.console import line_buffered_output; line_buffered_output(); "
+        "print('step 1', flush=False); time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        started = time.monotonic()
+        assert child.stdout.readline().strip() == "step 1" and time.monotonic() - started < 20
+    finally:
+        child.kill()
+        child.wait()
