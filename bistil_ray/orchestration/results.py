@@ -87,7 +87,10 @@ def remove_student(paths: SweepPaths, trial_id: str) -> None:
 
 
 def _error_line(trial: Trial) -> str:
-    """The last line of the trial's error (the exception itself), for the table."""
-    error = trial.get_error()
-    lines = [line for line in str(error).splitlines() if line.strip()] if error else []
+    """The last line of the trial's error (the exception itself), for the table. Read from the
+    driver's own copy of the error file where there is one: the copy in storage is written later,
+    after this callback."""
+    local = getattr(trial, "error_file", None)
+    text = Path(local).read_text(errors="replace") if local and Path(local).is_file() else str(trial.get_error() or "")
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1].strip()[:500] if lines else "failed"

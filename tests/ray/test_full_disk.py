@@ -1,0 +1,79 @@
+"""A sweep whose disk fills part-way: the trials that finished stay finished, the ones that meet the
+full disk stop at their free-space check without writing, and once space is freed `--resume` runs
+them, so that the sweep ends with every trial exactly once. On a real small filesystem: a tmpfs
+mounted inside the test (skipped where this process may not mount one)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.sweep_config import SweepConfig
+from sweep_fakes import fake_pipeline, small_teacher
+
+
+def pipeline_that_fills_the_disk(filler: Path, filled_once: Path, step_log: Path):
+    """The fake pipeline; the first evaluation ever fills the storage's filesystem to 1 MiB free
+    (nested functions: Ray pickles them by value)."""
+    pipeline = fake_pipeline(step_log)
+    evaluate = pipeline.evaluate_student
+
+    def evaluate_student(inputs, student_dir, task_teacher_dir, teacher_scores):
+        import shutil
+
+        if not filled_once.exists():
+            filled_once.touch()
+            with open(filler, "wb") as handle:
+                handle.write(b"\0" * (shutil.disk_usage(filler.parent).free - 2**20))
+        return evaluate(inputs, student_dir, task_teacher_dir, teacher_scores)
+
+    pipeline.evaluate_student = evaluate_student
+    return pipeline
+
+
+@pytest.fixture
+def small_storage(tmp_path: Path):
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(storage)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()[:200]}")
+    try:
+        yield storage
+    finally:
+        subprocess.run(["umount", "-l", str(storage)], check=False)
+
+
+@pytest.mark.timeout(600)
+def test_a_sweep_that_fills_its_disk_loses_no_trial_and_resumes_to_every_trial_once(tmp_path, small_storage, cluster):
+    from bistil_ray.orchestration.driver import run_sweep
+
+    sweep = SweepConfig(
+        name="full-disk",
+        teacher=small_teacher(tmp_path / "teacher"),
+        target_langs=["de", "fr"],
+        student={"layers": 2},
+        phase2={"full_steps": 2, "sparse_steps": 1},
+        trials_per_pair=2,
+        min_free_disk_mb=4,
+        resources={"workers_per_trial": 1, "concurrent_trials": 1, "trial_retries": 0, "report_poll_interval_s": 0.2},
+    )
+    paths = SweepPaths(small_storage, sweep.name)
+    filler, step_log = small_storage / "filler", tmp_path / "steps.log"
+    pipeline = pipeline_that_fills_the_disk(filler, tmp_path / "filled-once", step_log)
+
+    first = run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=pipeline, live=False)
+    done_first = {row["trial_id"] for row in first if row["status"] == "ok"}
+    failed = [row for row in first if row["status"] == "error"]
+    assert len(done_first) == 1 and len(failed) == 3  # one at a time: the first trial filled the disk
+    assert all("MiB free, 4 MiB needed to start it (min_free_disk_mb)" in row["error"] for row in failed), [row["error"] for row in failed]
+    evaluations_before = step_log.read_text().count("evaluation")
+
+    filler.unlink()
+    rows = run_sweep(sweep, paths, resume=True, address=cluster.address, pipeline=pipeline, live=False)
+    assert sorted(row["status"] for row in rows) == ["ok"] * 4
+    assert len({row["trial_id"] for row in rows}) == 4 and {row["trial_id"] for row in rows} >= done_first
+    assert step_log.read_text().count("evaluation") == evaluations_before + 3  # the finished trial is not run again
