@@ -45,11 +45,24 @@ SCHEDULER_TIME = "phase2_step"
 SCORE_KEYS = {"source_validation": "source_score", "target_validation": "target_validation_score"}
 
 
-def evaluate_on_worker(pipeline: Pipeline, run: RunConfig, student_dir: Path, teacher_dir: Path, teacher_scores: dict) -> dict:
+@dataclass(frozen=True)
+class Evaluation:
+    """A trial's student to evaluate beside its task teacher, as the evaluation task receives it."""
+
+    pipeline: Pipeline
+    run: RunConfig
+    student_dir: Path
+    teacher_dir: Path
+    teacher_scores: dict[str, Any]  # the teacher_scores artifact's metrics
+
+
+def evaluate_on_worker(evaluation: Evaluation) -> dict[str, Any]:
     """The evaluation step, in a Ray task that holds a worker's resources (its GPU, if it has one); the
     student's model card is written from its result."""
-    result = pipeline.evaluate_student(pipeline.resolve_inputs(run), student_dir, teacher_dir, teacher_scores)
-    write_model_card(student_dir, run, result)
+    pipeline, run = evaluation.pipeline, evaluation.run
+    inputs = pipeline.resolve_inputs(run)
+    result = pipeline.evaluate_student(inputs, evaluation.student_dir, evaluation.teacher_dir, evaluation.teacher_scores)
+    write_model_card(evaluation.student_dir, run, result)
     return result
 
 
@@ -151,7 +164,8 @@ def _trial_result(params: dict[str, Any], context: TrialContext, trial_id: str) 
     enter("evaluation")
     evaluation_started = time.perf_counter()
     teacher_scores = graph.built["teacher_scores"].metrics
-    evaluation = run_task(evaluate_on_worker, context.pipeline, run, student.path, graph.path("task_teacher"), teacher_scores, group=group)
+    request = Evaluation(context.pipeline, run, student.path, graph.path("task_teacher"), teacher_scores)
+    evaluation = run_task(evaluate_on_worker, request, group=group)
     evaluation_seconds = time.perf_counter() - evaluation_started
     if evaluation.get(score_key) is None:
         raise DeterministicFailure(f"objective.score {sweep.objective.score}: the evaluation measured no {score_key}")
