@@ -1,14 +1,18 @@
 """Storage that stops taking writes, simulated at the OS calls for one table's files only (chmod
 cannot make a folder unwritable to root, as which the tests may run).
 
-Import them by name: `from storage_faults import fill_the_disk_for, make_read_only_for`.
+Import them by name: `from storage_faults import fill_the_disk_for, make_read_only_for`; and a real
+small filesystem, `small_filesystem`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -44,3 +48,17 @@ def make_read_only_for(monkeypatch: pytest.MonkeyPatch, table: Path) -> None:
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", open_file)
+
+
+@contextmanager
+def small_filesystem(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (`8m`) mounted at the new folder `folder`, unmounted after; the test is
+    skipped where this process may not mount one."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()[:200]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

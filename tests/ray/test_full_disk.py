@@ -5,13 +5,13 @@ mounted inside the test (skipped where this process may not mount one)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import SweepConfig
+from storage_faults import small_filesystem
 from sweep_fakes import fake_pipeline, small_teacher
 
 
@@ -36,15 +36,8 @@ def pipeline_that_fills_the_disk(filler: Path, filled_once: Path, step_log: Path
 
 @pytest.fixture
 def small_storage(tmp_path: Path):
-    storage = tmp_path / "storage"
-    storage.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(storage)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()[:200]}")
-    try:
+    with small_filesystem(tmp_path / "storage", "48m") as storage:
         yield storage
-    finally:
-        subprocess.run(["umount", "-l", str(storage)], check=False)
 
 
 @pytest.mark.timeout(600)

@@ -6,10 +6,11 @@ process may not mount one)."""
 from __future__ import annotations
 
 import json
-import subprocess
+import shutil
 from pathlib import Path
 
 import pytest
+import storage_faults
 from test_executor import counting_pipeline, execute
 
 from bistil_ray.artifacts import MANIFEST
@@ -22,21 +23,12 @@ MIB = 2**20
 
 @pytest.fixture
 def small_filesystem(tmp_path: Path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()[:200]}")
-    try:
+    with storage_faults.small_filesystem(tmp_path / "small", "8m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def fill(folder: Path, leave_mib: float) -> Path:
     """A file that leaves about `leave_mib` MiB free on `folder`'s filesystem."""
-    import shutil
-
     filler = folder / "filler"
     size = shutil.disk_usage(folder).free - int(leave_mib * MIB)
     with open(filler, "wb") as handle:
