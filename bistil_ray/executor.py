@@ -99,8 +99,9 @@ class StepGraph:
     def shared(self, step: Step) -> Artifact:
         """`step`'s artifact in the store: built unless someone (this run, a trial, another sweep) has."""
         inputs = step_inputs(step, self.run, self.prints, self.keys)
-        final = self.store.path(step.kind, artifact_key(inputs))
-        self._check_space(step, final, artifact_key(inputs))
+        key = artifact_key(inputs)
+        final = self.store.path(step.kind, key)
+        self._check_space(step, final, key)
         return self._published(step, final, self.store.get_or_build(step.kind, inputs, self._builder(step, final)))
 
     def placed(self, step: Step, final: Path) -> Artifact:
