@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.claims CONFIG.yaml [--langs zh it ja] [--seeds 0 1 2]
         [--phase1-steps N] [--phase2-steps N] [--recipes full lt_sft frozen_body] [--budget-curve LANG]
-        [--recipe-lr frozen_body=1e-3] [--recipe-steps frozen_body=1600]
+        [--recipe-lr frozen_body=1e-3] [--recipe-steps frozen_body=1600] [--students bistil no_phase1]
         [--work-dir runs/claims] [--out bench/results]
 
 CONFIG is a run config (configs/*.yaml: any task, built-in, hub, files or UD, and any teacher); its
@@ -40,6 +40,9 @@ ordering the report gives how often its two models agree (both right or both wro
 against BiStil with itself under another seed: where an ordering is a tie, this says whether the two
 models differ at all beyond what a seed changes.
 
+`--students` trains only the named student rows: a second phase-2 setting (`--set
+phase2.target_text_ratio=0.5`, into another `--out`) needs only BiStil and no phase 1, and its students
+sit beside the first setting's, from the same phase-1 students.
 `--teachers-only` stops after the task teachers and the vocabulary-trimmed teacher: the recipe comparison.
 `--budget-curve LANG` (one of --langs) also trains bistil and multilingual at 2x and 4x the phase-1
 budget (first seed) on LANG, against the table's 1x rows and no_phase1 (which has no phase 1): does an
@@ -200,7 +203,10 @@ class Bench:
         return final, vocabulary
 
     def phase2(self, name: str, inputs: Inputs, start: Path, vocabulary: Path, teacher: Path, folder: Path) -> tuple[Path, float]:
-        final = folder / "student"
+        # The two phase-2 settings of the claims (source examples only, or a share of target text)
+        # start from the same phase-1 students; each keeps its own students.
+        ratio = inputs.run.phase2.target_text_ratio
+        final = folder / ("student" if ratio == 0 else f"student-target-text-{ratio:g}")
         built = self.step(
             f"{name}_phase2", final, {"config": inputs.run.phase2, "start": str(start), "teacher": str(teacher)},
             lambda out, hooks: pipeline.run_phase2(inputs, start, teacher, vocabulary, inputs.run.phase2, out, hooks, log=log),
@@ -336,16 +342,14 @@ def measure_speed(models: dict[str, tuple], inputs: Inputs, directories: dict[st
     return {name: {"throughput": e.throughput_batch32, "latency_ms": e.latency_ms_batch1, "bytes": e.bytes_on_disk} for name, e in measured.items()}
 
 
-def expected_models(recipes: list[str], first_seed: bool, students: bool) -> list[str]:
+def expected_models(recipes: list[str], first_seed: bool, students: list[str]) -> list[str]:
     """The models one (language, seed) scores, in the order they are built."""
     teachers = [f"teacher:{recipe}" for recipe in recipes] + ["trimmed_teacher"] if first_seed else []
-    if not students:
-        return teachers
-    return teachers + [name for name in STUDENTS if first_seed or name != "scratch"]
+    return teachers + [name for name in STUDENTS if name in students and (first_seed or name != "scratch")]
 
 
 def language(
-    bench: Bench, lang: str, seed: int, first_seed: bool, teachers: TaskTeachers, results: list[Scored], save, students: bool = True
+    bench: Bench, lang: str, seed: int, first_seed: bool, teachers: TaskTeachers, results: list[Scored], save, students: list[str]
 ) -> None:
     """Every model of one (language, seed) not scored yet; `save` after each. A (language, seed)
     whose every row is scored (and, on the first seed, measured) is skipped without building anything."""
@@ -462,6 +466,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a recipe's own learning rate, over the config's task_teacher.per_method (a probe needs a larger one than fine-tuning)")  # fmt: skip
     parser.add_argument("--recipe-steps", nargs="*", default=[], metavar="RECIPE=STEPS",
                         help="a recipe's own task_teacher.steps, over the config's task_teacher.per_method")  # fmt: skip
+    parser.add_argument("--students", nargs="+", choices=list(STUDENTS), default=list(STUDENTS),
+                        help="the student rows to train (default: all); the teachers' rows are always scored")
     parser.add_argument("--teachers-only", action="store_true", help="the task-teacher rows only: compare the recipes")
     parser.add_argument("--budget-curve", metavar="LANG", help="also train at 2x and 4x the phase-1 budget on LANG")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the config")
@@ -492,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
             "task": task_name, "teacher": base.teacher, "source_lang": base.source_lang, "langs": args.langs,
             "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
             **({"recipe_steps": recipe_steps} if recipe_steps else {}),  # absent where none: earlier tables stay comparable
+            **({"students": args.students} if args.students != list(STUDENTS) else {}),
             **({"scored_unit": "word"} if base.task.kind == "token" else {}),
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
@@ -526,13 +533,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.teachers_only:
             teachers_only = lambda: save("task teachers only (`--teachers-only`): no student trained")  # noqa: E731
             for lang in args.langs:
-                language(bench, lang, args.seeds[0], True, teachers, results, teachers_only, students=False)
+                language(bench, lang, args.seeds[0], True, teachers, results, teachers_only, students=[])
             save("task teachers only (`--teachers-only`): no student trained")
             print(markdown(record))
             return
         for index, seed in enumerate(args.seeds):
             for lang in args.langs:
-                language(bench, lang, seed, index == 0, teachers, results, lambda: save(f"seed {seed}, {lang} in progress"))
+                language(bench, lang, seed, index == 0, teachers, results, lambda: save(f"seed {seed}, {lang} in progress"), args.students)
         if args.budget_curve and not budget_rows:
             budget_rows = budget_curve(bench, args.budget_curve, args.seeds[0], teachers.path(base.task_teacher.method), results)
         save()

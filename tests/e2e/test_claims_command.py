@@ -134,3 +134,24 @@ def test_claims_on_a_token_task_score_words_and_resample_sentences(tmp_path: Pat
         assert row["target_score"] == pytest.approx(sum(row["correct"]) / 48)
     report = (out / "claims-train.md").read_text()
     assert "test token accuracy" in report and "bootstrap over test sentences" in report
+
+
+def test_a_second_phase2_setting_trains_only_the_named_students_beside_the_first_settings(tmp_path: Path):
+    teacher = tiny_teacher(tmp_path / "teacher", [*sum(TOPICS.values(), []), *GERMAN.values()])
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, **files_task(tmp_path / "files"), "teacher": str(teacher)}))
+    work = tmp_path / "work"
+    first = [str(config), "--langs", "de", "--seeds", "0", "--recipes", "full", "--students", "bistil", "--work-dir", str(work)]
+    claims.main([*first, "--set", "phase2.target_text_ratio=0", "--out", str(tmp_path / "source-only")])
+    seed_folder = work / "train" / "de" / "seed0"
+    phase1 = json.loads((seed_folder / "bistil" / "phase1_student" / "bistil_artifact.json").read_text())
+    source_only = (seed_folder / "bistil" / "student" / "model.safetensors").read_bytes()
+
+    second = [*first[:-3], "bistil", "no_phase1", "--work-dir", str(work), "--set", "phase2.target_text_ratio=0.5"]
+    claims.main([*second, "--out", str(tmp_path / "target-text")])
+    rows = pq.read_table(tmp_path / "target-text" / "claims-train.parquet").to_pylist()
+    assert {(row["model"], row["seed"]) for row in rows} == {("teacher:full", None), ("trimmed_teacher", None), ("bistil", 0), ("no_phase1", 0)}
+    assert json.loads((seed_folder / "bistil" / "phase1_student" / "bistil_artifact.json").read_text()) == phase1  # reused
+    assert (seed_folder / "bistil" / "student" / "model.safetensors").read_bytes() == source_only  # kept
+    assert (seed_folder / "bistil" / "student-target-text-0.5" / "model.safetensors").exists()
+    assert not (seed_folder / "multilingual").exists() and not (seed_folder / "scratch").exists()
