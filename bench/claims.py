@@ -79,7 +79,7 @@ from bench.claims_statistics import Scored, judge, seed_agreement, units_from_st
 from bench.common import RESULTS_DIR, cpu_model, machine, write_report
 from bistil_ray import pipeline
 from bistil_ray.artifacts import publish_at
-from bistil_ray.config import RunConfig, load_config, resolve_phase2
+from bistil_ray.config import PLACEMENT_FIELDS, RunConfig, load_config, resolve_phase2
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
@@ -263,7 +263,7 @@ class TaskTeachers:
 
 def comparable(settings: dict) -> dict:
     """The settings that make a row: not which languages and seeds this invocation asks for."""
-    run_config = {key: value for key, value in settings["run_config"].items() if key != "output_dir"}
+    run_config = {key: value for key, value in settings["run_config"].items() if key not in PLACEMENT_FIELDS}
     return {**{key: value for key, value in settings.items() if key not in ("langs", "seeds", "budget_lang")}, "run_config": run_config}
 
 

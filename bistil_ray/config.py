@@ -416,6 +416,10 @@ class PairSettings(StrictModel):
     )
 
 
+# Where and whether a run writes, not what it computes: results made under other values compare.
+PLACEMENT_FIELDS = frozenset({"output_dir", "min_free_disk_mb"})
+
+
 class RunConfig(PairSettings):
     """One language pair, end to end, without Ray (`python -m bistil_ray.run`)."""
 
