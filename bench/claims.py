@@ -72,6 +72,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 from transformers import AutoTokenizer
 
 from bench.claims_report import STUDENTS, combine, markdown, plot, write_parquet
@@ -79,7 +80,7 @@ from bench.claims_statistics import Scored, judge, seed_agreement, units_from_st
 from bench.common import RESULTS_DIR, cpu_model, machine, write_report
 from bistil_ray import pipeline
 from bistil_ray.artifacts import publish_at
-from bistil_ray.config import PLACEMENT_FIELDS, RunConfig, load_config, resolve_phase2
+from bistil_ray.config import PLACEMENT_FIELDS, PairSettings, RunConfig, load_config, resolve_phase2
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
@@ -262,8 +263,14 @@ class TaskTeachers:
 
 
 def comparable(settings: dict) -> dict:
-    """The settings that make a row: not which languages and seeds this invocation asks for."""
+    """The settings that make a row: not which languages and seeds this invocation asks for, nor
+    where the models were written. The run config is read back through the config schema, so that a
+    table made before a setting existed compares equal to one made with that setting's default."""
     run_config = {key: value for key, value in settings["run_config"].items() if key not in PLACEMENT_FIELDS}
+    try:
+        run_config = run_config_settings(PairSettings.model_validate(run_config))
+    except ValidationError:
+        pass  # a setting that no longer exists: compared as written, so never equal to today's
     return {**{key: value for key, value in settings.items() if key not in ("langs", "seeds", "budget_lang")}, "run_config": run_config}
 
 
@@ -547,10 +554,10 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(record))
 
 
-def run_config_settings(run: RunConfig) -> dict:
+def run_config_settings(run: PairSettings) -> dict:
     """The config a table is made with, as its settings record it; `task_teacher.per_method` only where
     given (tables made before it existed stay comparable)."""
-    settings = run.model_dump(mode="json", exclude={"target_lang"})
+    settings = run.model_dump(mode="json", exclude={"target_lang", *PLACEMENT_FIELDS} & set(type(run).model_fields))
     if not settings["task_teacher"]["per_method"]:
         del settings["task_teacher"]["per_method"]
     return settings

@@ -97,10 +97,12 @@ def test_errors_that_cluster_in_sentences_widen_the_interval_against_words_drawn
     assert widths[0] > 2 * widths[1]
 
 
-def test_a_table_stays_comparable_when_only_where_or_whether_a_run_writes_changes():
+def test_a_table_stays_comparable_when_only_placement_or_a_setting_left_at_its_default_differs():
     settings = {"task": "t", "langs": ["de"], "seeds": [0], "budget_lang": None,
                 "run_config": {"phase2": {"lr": 1e-4}, "output_dir": "runs/a", "min_free_disk_mb": 1024}}  # fmt: skip
     moved = {**settings, "langs": ["fi"], "run_config": {**settings["run_config"], "output_dir": "runs/b", "min_free_disk_mb": 0}}
     assert claims.comparable(moved) == claims.comparable(settings)
+    with_a_later_default = {**settings, "run_config": {**settings["run_config"], "phase2": {"lr": 1e-4, "temperature": 2.0}}}
+    assert claims.comparable(with_a_later_default) == claims.comparable(settings)
     other_lr = {**settings, "run_config": {**settings["run_config"], "phase2": {"lr": 2e-4}}}
     assert claims.comparable(other_lr) != claims.comparable(settings)
