@@ -38,10 +38,11 @@ class StrictModel(BaseModel):
 # --- where the teacher, task data and corpora come from ------------------------------------------
 
 
-TaskKind = Literal["sequence", "token"]
+TaskKind = Literal["sequence", "token", "parse"]
 TASK_KIND_HELP = (
     "sequence: one label per text or text pair (classification, NLI); token: one tag per word "
-    "(NER with BIO tags, scored by entity F1; POS and other tags, scored by token accuracy)"
+    "(NER with BIO tags, scored by entity F1; POS and other tags, scored by token accuracy); parse: "
+    "a dependency tree, each word's head and its UD relation (scored by LAS and UAS)"
 )
 
 
@@ -59,20 +60,24 @@ class LabelledColumns(StrictModel):
         description="one text column, or two for pairs; token tasks: the one column of words (default tokens)",
     )  # fmt: skip
     label_field: str = Field(
-        "label", description="the class column (class ids or names); token tasks: the tags column (default tags)"
+        "label",
+        description="the class column (class ids or names); token tasks: the tags column (default tags); "
+        "parse tasks: the relations column (default deprel)",
     )
+    head_field: str = Field("head", description="parse tasks: the column of each word's head (1-based; 0: the root)")
 
     @model_validator(mode="before")
     @classmethod
     def _token_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "token":
-            data = {"text_fields": ["tokens"], "label_field": "tags", **data}
+        if isinstance(data, dict) and data.get("kind") in ("token", "parse"):
+            label_field = "tags" if data["kind"] == "token" else "deprel"
+            data = {"text_fields": ["tokens"], "label_field": label_field, **data}
         return data
 
     @model_validator(mode="after")
     def _one_column_of_words(self) -> "LabelledColumns":
-        if self.kind == "token" and len(self.text_fields) != 1:
-            raise ValueError("text_fields: a token task has one column of words")
+        if self.kind != "sequence" and len(self.text_fields) != 1:
+            raise ValueError(f"text_fields: a {self.kind} task has one column of words")
         return self
 
 
@@ -140,7 +145,10 @@ class UDTaskSpec(StrictModel):
         description="language -> treebank code, the files' prefix (en_ewt for en_ewt-ud-dev.conllu); "
         "given, it replaces the default " + ", ".join(f"{lang}: {code}" for lang, code in UD_TREEBANKS.items()),
     )
-    column: Literal["upos", "xpos", "deprel"] = Field("upos", description="the CoNLL-U column tagged")
+    kind: Literal["token", "parse"] = Field(
+        "token", description="token: tag each word with `column`; parse: each word's head and UD relation (DEPREL)"
+    )
+    column: Literal["upos", "xpos", "deprel"] = Field("upos", description="the CoNLL-U column a token task tags")
     source_train_split: UDSplit = Field("dev", description="the source treebank's split that trains")
     source_validation_split: UDSplit = Field("test", description="the source treebank's split that validates")
     target_validation_split: UDSplit = Field("dev", description="each target's validation split")
@@ -150,15 +158,17 @@ class UDTaskSpec(StrictModel):
     )
 
     # The columns a UD task has once read, as `task.hub` and `task.files` name theirs.
-    kind: ClassVar[TaskKind] = "token"
     text_fields: ClassVar[list[str]] = ["tokens"]
+    head_field: ClassVar[str] = "head"
 
     @property
     def label_field(self) -> str:
-        return self.column
+        return "deprel" if self.kind == "parse" else self.column
 
     @model_validator(mode="after")
     def _distinct_splits(self) -> "UDTaskSpec":
+        if self.kind == "parse" and "column" in self.model_fields_set:
+            raise ValueError("column: a parse task reads the heads and relations (HEAD, DEPREL), not one column")
         if self.source_train_split == self.source_validation_split:
             raise ValueError("source_validation_split: the source treebank trains on that split")
         if self.target_validation_split == self.target_test_split:
@@ -196,7 +206,7 @@ class TaskSpec(StrictModel):
         if self.builtin:
             return self.builtin
         if self.ud:
-            return f"ud-{self.ud.column}"
+            return "ud-dp" if self.ud.kind == "parse" else f"ud-{self.ud.column}"
         if self.hub:
             return self.hub.path + (f"/{self.hub.config}" if self.hub.config else "")
         return Path(self.files.train).stem  # type: ignore[union-attr]
@@ -380,14 +390,14 @@ class Phase2Config(TaskOptimConfig):
         "Meant for single-text tasks: set 0 for sentence-pair tasks such as NLI",
     )
     freeze_layer_norm: bool | None = Field(
-        None, description="keep layer norms fixed; default: fixed for token tasks (as the reference), trained for sequence tasks"
+        None, description="keep layer norms fixed; default: fixed for token and parse tasks (as the reference), trained for sequence tasks"
     )
 
 
 def resolve_phase2(config: Phase2Config, kind: TaskKind) -> Phase2Config:
     """`config` with its task-dependent defaults filled in: what phase 2 runs with."""
     if config.freeze_layer_norm is None:
-        return config.model_copy(update={"freeze_layer_norm": kind == "token"})
+        return config.model_copy(update={"freeze_layer_norm": kind != "sequence"})
     return config
 
 

@@ -26,6 +26,7 @@ COMPARED = [
     ("target_validation_score", "teacher_target_validation_score"),
     ("source_score", "teacher_source_score"),
     ("target_macro_f1", None),
+    ("target_uas", "teacher_target_uas"),
     ("student_params", "teacher_params"),
     ("student_bytes", None),
     ("student_latency_ms", "teacher_latency_ms"),

@@ -269,14 +269,16 @@ def score_task_teacher(inputs: Inputs, task_teacher_dir: Path, out_dir: Path) ->
     teacher = MODEL_CLASSES[task.kind].from_pretrained(task_teacher_dir, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(task_teacher_dir)
 
-    def score(dataset) -> float:
+    def evaluated(dataset) -> dict:
         max_length = inputs.run.task_teacher.max_length  # where the teacher learnt to cut texts
-        return evaluate_task(teacher, tokenizer, dataset, fields, task.label_names, device=device, max_length=max_length)["score"]
+        return evaluate_task(teacher, tokenizer, dataset, fields, task.label_names, device=device, max_length=max_length)
 
+    target = evaluated(inputs.target_test)
     scores = {
-        "teacher_source_score": score(task.source_validation),
-        "teacher_target_score": score(inputs.target_test),
-        "teacher_target_validation_score": score(inputs.target_validation) if inputs.target_validation is not None else None,
+        "teacher_source_score": evaluated(task.source_validation)["score"],
+        "teacher_target_score": target["score"],
+        "teacher_target_uas": target.get("uas"),
+        "teacher_target_validation_score": evaluated(inputs.target_validation)["score"] if inputs.target_validation is not None else None,
         "teacher_params": count_parameters(teacher),
         "teacher_scored_on": device.type,
     }
@@ -314,6 +316,7 @@ def evaluate_student(
         "source_score": scores(task.source_validation)["score"],
         "target_score": student_target["score"],
         "target_macro_f1": student_target.get("macro_f1"),
+        "target_uas": student_target.get("uas"),
         "target_validation_score": scores(inputs.target_validation)["score"] if inputs.target_validation is not None else None,
         **teacher_scores,
         "retention": student_target["score"] / max(teacher_scores["teacher_target_score"], 1e-12),

@@ -115,7 +115,7 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("target_lang", STRING, "language the student is made for, evaluated zero-shot"),
     column("teacher", STRING, "the teacher: a hub id, a local directory or builtin:multilingual-e5-small"),
     column("task", STRING, "the task: the built-in task's name, the hub dataset path/config or the train file's stem"),
-    column("metric", STRING, "what the score columns measure: accuracy (sequence tasks), entity_f1 (BIO tags) or token_accuracy"),
+    column("metric", STRING, "what the score columns measure: accuracy (sequence tasks), entity_f1 (BIO tags), token_accuracy or las (parse tasks)"),
     # searched settings
     *setting_fields(),
     # scores: the objective is a validation score; target_score is the target test score
@@ -124,7 +124,9 @@ TRIAL_FIELDS: list[pa.Field] = [
     column("target_score", FLOAT, "the student's score on the target-language test set (zero-shot, never searched on)"),
     column("source_score", FLOAT, "the student's score on the source-language validation set"),
     column("target_macro_f1", FLOAT, "the student's macro-averaged F1 on the target-language test set (sequence tasks; empty for token tasks)"),
+    column("target_uas", FLOAT, "the student's unlabelled attachment score on the target-language test set (parse tasks; empty for others)"),
     column("teacher_target_score", FLOAT, "the task teacher's score on the same target-language test set"),
+    column("teacher_target_uas", FLOAT, "the task teacher's unlabelled attachment score on the same test set (parse tasks)"),
     column("teacher_source_score", FLOAT, "the task teacher's score on the same source-language validation set"),
     column(
         "target_validation_score",

@@ -22,7 +22,7 @@ from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskKind, TaskSpec
 from bistil_ray.data.builtin import builtin_task, check_source
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
-from bistil_ray.data.token_files import tagged_sentences
+from bistil_ray.data.token_files import UD_RELATIONS, ParsedSentence, parsed_row, parsed_sentences, tagged_sentences
 from bistil_ray.data.ud import ud_files
 from bistil_ray.errors import UserInputError
 
@@ -30,6 +30,8 @@ from bistil_ray.errors import UserInputError
 DATA_FORMAT_VERSION = 2
 # A token task's columns, whatever the source calls them.
 WORDS, TAGS = "tokens", "tags"
+# A parse task's heads column (1-based word numbers, 0 the root); its relation ids are in TAGS.
+HEADS = "heads"
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,14 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
     if spec.hub is not None:
         if spec.hub.kind == "token":
             return _load_hub_tokens(spec.hub, spec.name, source_lang, target_langs)
+        if spec.hub.kind == "parse":
+            return _load_hub_parsed(spec.hub, spec.name, source_lang, target_langs)
         return _load_hub(spec.hub, spec.name, source_lang, target_langs)
     files = local_files(spec, source_lang, target_langs)
     if files.kind == "token":
         return _load_token_files(files, spec.name, target_langs)
+    if files.kind == "parse":
+        return _load_parsed_files(files, spec.name, target_langs)
     return _load_files(files, spec.name, target_langs)
 
 
@@ -76,7 +82,8 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
     if spec.builtin is not None:
         return {"builtin": spec.builtin, "data": builtin_task(spec.builtin).data_digest()}
     task = spec.hub or spec.files or spec.ud
-    identity: dict[str, Any] = {"columns": [*task.text_fields, task.label_field], "kind": task.kind}
+    columns = [*task.text_fields, task.label_field, *([task.head_field] if task.kind == "parse" else [])]
+    identity: dict[str, Any] = {"columns": columns, "kind": task.kind}
     if spec.hub is not None:
         identity.update(hub=spec.hub.path, config=spec.hub.config_for(lang), revision=spec.hub.revision, splits=splits)
     else:
@@ -369,6 +376,70 @@ def _load_hub_tokens(spec: HubTaskSpec, name: str, source_lang: str, target_lang
         target_test={lang: load(lang, spec.test_split) for lang in target_langs},
         target_validation={lang: load(lang, spec.target_validation_split) for lang in target_langs if spec.target_validation_split},
         kind="token",
+    )
+
+
+# --- parse tasks (each word's head and relation) ---------------------------------------------------
+
+
+def _parsed_dataset(sentences: list[ParsedSentence]) -> datasets.Dataset:
+    """Words, heads and universal relations -> the parse schema, relation ids in UD_RELATIONS' order."""
+    relation_id = {name: index for index, name in enumerate(UD_RELATIONS)}
+    features = datasets.Features({WORDS: datasets.Sequence(datasets.Value("string")), HEADS: datasets.Sequence(datasets.Value("int64")),
+                                  TAGS: datasets.Sequence(datasets.Value("int64"))})  # fmt: skip
+    return datasets.Dataset.from_dict(
+        {WORDS: [words for words, _, _ in sentences], HEADS: [heads for _, heads, _ in sentences],
+         TAGS: [[relation_id[name] for name in relations] for _, _, relations in sentences]},
+        features=features,
+    )  # fmt: skip
+
+
+def _load_parsed_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> TaskData:
+    missing = [lang for lang in target_langs if lang not in spec.test]
+    if missing:
+        raise UserInputError(f"task.files.test: no test file for language '{missing[0]}'")
+
+    def load(path: Path) -> datasets.Dataset:
+        return _parsed_dataset(parsed_sentences(path, spec.text_fields[0], spec.head_field, spec.label_field))
+
+    return TaskData(
+        name=name,
+        label_names=list(UD_RELATIONS),
+        text_fields=(WORDS,),
+        source_train=load(spec.train),
+        source_validation=load(spec.validation),
+        target_test={lang: load(spec.test[lang]) for lang in target_langs},
+        target_validation={lang: load(spec.target_validation[lang]) for lang in target_langs if lang in spec.target_validation},
+        kind="parse",
+    )
+
+
+def _load_hub_parsed(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    """A hub dataset of UD's schema (universal_dependencies: `tokens`, `head` as strings, `deprel`)."""
+    _check_each_language_has_a_config(spec, [source_lang, *target_langs])
+    columns = [spec.text_fields[0], spec.head_field, spec.label_field]
+
+    def load(lang: str, split: str, limit: int | None = None) -> datasets.Dataset:
+        where = f"{spec.path} [{spec.config_for(lang)}] {split}"
+        rows = _load_hub_split(spec, lang, split)
+        _require_columns(rows, columns, where)
+        if limit is not None and len(rows) > limit:
+            rows = rows.shuffle(seed=0).select(range(limit))
+        sentences = [parsed_row(where, number, *values)
+                     for number, values in enumerate(zip(*(rows[column] for column in columns)), start=1)]  # fmt: skip
+        if not sentences:
+            raise UserInputError(f"{where}: no rows")
+        return _parsed_dataset(sentences)
+
+    return TaskData(
+        name=name,
+        label_names=list(UD_RELATIONS),
+        text_fields=(WORDS,),
+        source_train=load(source_lang, spec.train_split, spec.max_train_examples),
+        source_validation=load(source_lang, spec.validation_split),
+        target_test={lang: load(lang, spec.test_split) for lang in target_langs},
+        target_validation={lang: load(lang, spec.target_validation_split) for lang in target_langs if spec.target_validation_split},
+        kind="parse",
     )
 
 

@@ -104,3 +104,93 @@ def _row_sentences(path: Path, rows: list[dict[str, Any]], words_field: str, tag
              [str(label_value(path, number, tags_field, tag)) for tag in tags])
         )  # fmt: skip
     return sentences
+
+
+# --- parse tasks: each word's head and relation ------------------------------------------------------
+
+# The 37 universal relations of UD v2. Language-specific subtypes (nmod:poss) are read as their
+# universal relation, as the CoNLL 2018 shared task's LAS compares them.
+UD_RELATIONS = (
+    "acl", "advcl", "advmod", "amod", "appos", "aux", "case", "cc", "ccomp", "clf", "compound", "conj", "cop",
+    "csubj", "dep", "det", "discourse", "dislocated", "expl", "fixed", "flat", "goeswith", "iobj", "list", "mark",
+    "nmod", "nsubj", "nummod", "obj", "obl", "orphan", "parataxis", "punct", "reparandum", "root", "vocative", "xcomp",
+)  # fmt: skip
+ParsedSentence = tuple[list[str], list[int], list[str]]
+
+
+def parsed_sentences(path: Path, words_field: str, heads_field: str, relations_field: str) -> list[ParsedSentence]:
+    """(words, heads, universal relations) per sentence of `path`: CoNLL-U (FORM, HEAD, DEPREL), or rows
+    with a column of words, one of heads and one of relations. Each sentence's heads form a tree."""
+    path = Path(path)
+    check_readable_file(path)
+    suffix = path.suffix.lower()
+    formats = tuple(name for name in TOKEN_FORMATS if name != ".conll")
+    if suffix not in formats:
+        raise UserInputError(f"{path}: unknown extension '{path.suffix}' for a parse task (use {', '.join(formats)})")
+    if suffix == ".conllu":
+        rows = []
+        for number, sentence in enumerate(_parse(path, None), start=1):
+            words = [token for token in sentence if isinstance(token["id"], int)]
+            rows.append({"words": [str(token["form"]) for token in words], "heads": [token["head"] for token in words],
+                         "relations": [token["deprel"] for token in words]})  # fmt: skip
+        columns = ("words", "heads", "relations")
+    else:
+        rows, columns = read_table(path), (words_field, heads_field, relations_field)
+    sentences = [_parsed_row(path, number, row, columns) for number, row in enumerate(rows, start=1)]
+    if not sentences:
+        raise UserInputError(f"{path}: no sentences")
+    return sentences
+
+
+def parsed_row(where: str, number: int, words: Any, heads: Any, relations: Any) -> ParsedSentence:
+    """One sentence's words, heads and universal relations, checked: one head and one relation per
+    word, each head a word of the sentence or 0, the heads a tree (no cycle), each relation UD's."""
+    for name, values in (("words", words), ("heads", heads), ("relations", relations)):
+        if not isinstance(values, (list, tuple)) or not values:
+            raise UserInputError(f"{where}: sentence {number}: its {name} must be a non-empty list")
+    if not len(words) == len(heads) == len(relations):
+        raise UserInputError(f"{where}: sentence {number}: {len(words)} words, {len(heads)} heads, {len(relations)} relations")
+    checked_heads = []
+    for word, head in enumerate(heads, start=1):
+        try:
+            value = int(head) if not isinstance(head, (bool, float)) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not 0 <= value <= len(words) or value == word:
+            raise UserInputError(f"{where}: sentence {number}: word {word}'s head {head!r} is not 0 or another word's number (1-{len(words)})")
+        checked_heads.append(value)
+    cycle = _cycle(checked_heads)
+    if cycle:
+        raise UserInputError(f"{where}: sentence {number}: the heads form a cycle through words {', '.join(map(str, cycle))}")
+    universal = []
+    for word, relation in enumerate(relations, start=1):
+        name = str(relation).split(":")[0] if isinstance(relation, str) else None
+        if name not in UD_RELATIONS:
+            raise UserInputError(f"{where}: sentence {number}: word {word}'s relation {relation!r} is not a UD relation")
+        universal.append(name)
+    return [str(word) for word in words], checked_heads, universal
+
+
+def _parsed_row(path: Path, number: int, row: dict[str, Any], columns: tuple[str, str, str]) -> ParsedSentence:
+    for column in columns:
+        if column not in row:
+            raise UserInputError(f"{path}: row {number}: no column '{column}' (columns: {', '.join(row)})")
+    words = row[columns[0]]
+    if isinstance(words, (list, tuple)):
+        words = [text_value(path, number, columns[0], word) for word in words]
+    return parsed_row(str(path), number, words, row[columns[1]], row[columns[2]])
+
+
+def _cycle(heads: list[int]) -> list[int]:
+    """The words of a cycle among `heads` (1-based, 0 the root), or [] when every word reaches the root."""
+    reaches_root: set[int] = {0}
+    for start in range(1, len(heads) + 1):
+        path: list[int] = []
+        word = start
+        while word not in reaches_root:
+            if word in path:
+                return path[path.index(word):]
+            path.append(word)
+            word = heads[word - 1]
+        reaches_root.update(path)
+    return []

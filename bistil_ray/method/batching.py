@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from bistil_ray.data.tasks import TAGS
+from bistil_ray.data.tasks import HEADS, TAGS
 from bistil_ray.method.losses import IGNORE_INDEX
 
 Example = dict[str, list[int] | int]
@@ -100,8 +100,39 @@ def tokenize_tagged(
     return examples
 
 
+def tokenize_parsed(
+    tokenizer: PreTrainedTokenizerBase,
+    words: Sequence[Sequence[str]],
+    heads: Sequence[Sequence[int]] | None,
+    relations: Sequence[Sequence[int]] | None,
+    max_length: int,
+) -> list[Example]:
+    """Unpadded examples of a parse task: `word_starts` holds each word's position (as a token task
+    places its tag), `heads` each word's head (0 the root) and `labels` its relation id. Words cut off
+    by `max_length` are left out, and a kept word whose head was cut off has neither (IGNORE_INDEX).
+    Without `heads` (text to parse) only the positions are given."""
+    encoded = encode_words(tokenizer, words, max_length)
+    examples: list[Example] = []
+    for index in range(len(words)):
+        example: Example = {"input_ids": encoded["input_ids"][index]}
+        if "token_type_ids" in encoded:
+            example["token_type_ids"] = encoded["token_type_ids"][index]
+        starts = {word: position for position, word in enumerate(first_subword_positions(encoded, index)) if word is not None}
+        example["word_starts"] = [starts[word] for word in range(len(starts))]
+        if heads is not None and relations is not None:
+            kept = len(starts)
+            known = [0 <= head <= kept for head in heads[index][:kept]]
+            example["heads"] = [int(head) if ok else IGNORE_INDEX for head, ok in zip(heads[index], known)]
+            example["labels"] = [int(label) if ok else IGNORE_INDEX for label, ok in zip(relations[index], known)]
+        examples.append(example)
+    return examples
+
+
 def tokenize_dataset(tokenizer, dataset, text_fields: Sequence[str], max_length: int) -> list[Example]:
-    """Examples of a task dataset (columns: text fields and `label`; a token task's: `tokens`, `tags`)."""
+    """Examples of a task dataset (columns: text fields and `label`; a token task's: `tokens`, `tags`;
+    a parse task's: `tokens`, `heads`, `tags`)."""
+    if HEADS in dataset.column_names:
+        return tokenize_parsed(tokenizer, dataset[text_fields[0]], dataset[HEADS], dataset[TAGS], max_length)
     if TAGS in dataset.column_names:
         return tokenize_tagged(tokenizer, dataset[text_fields[0]], dataset[TAGS], max_length)
     pairs = dataset[text_fields[1]] if len(text_fields) > 1 else None
@@ -123,14 +154,20 @@ def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.T
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if "token_type_ids" in examples[0]:
         batch["token_type_ids"] = token_type_ids
-    if "labels" in examples[0] and isinstance(examples[0]["labels"], list):
-        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-        for row, example in enumerate(examples):
-            labels[row, : len(example["labels"])] = torch.tensor(example["labels"])
-        batch["labels"] = labels
-    elif "labels" in examples[0]:
+    if "labels" in examples[0] and not isinstance(examples[0]["labels"], list):
         batch["labels"] = torch.tensor([example["labels"] for example in examples], dtype=torch.long)
+    # Lists per sub-word (a token task's labels) or per word (a parse task's), padded to the longest.
+    for key, padding in LIST_PADDING.items():
+        if key in examples[0] and isinstance(examples[0][key], list):
+            padded = torch.full((len(examples), max(len(example[key]) for example in examples)), padding, dtype=torch.long)
+            for row, example in enumerate(examples):
+                padded[row, : len(example[key])] = torch.tensor(example[key], dtype=torch.long)
+            batch[key] = padded
     return batch
+
+
+# 0 is never a word's start (the first position is a special token), so it marks "no word".
+LIST_PADDING = {"labels": IGNORE_INDEX, "heads": IGNORE_INDEX, "word_starts": 0}
 
 
 @dataclass

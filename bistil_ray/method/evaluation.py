@@ -1,8 +1,9 @@
-"""Zero-shot evaluation of sequence and token classifiers, and efficiency measured against the
-teacher.
+"""Zero-shot evaluation of sequence and token classifiers and of parsers, and efficiency measured
+against the teacher.
 
 Scores: accuracy and macro-F1 for sequence tasks; for token tasks, entity-level F1 (seqeval, exact
-spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data.
+spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data; for
+parse tasks, LAS and UAS over every word (CoNLL 2018).
 Efficiency: parameter count, size on disk, batch-1 latency and batch-32 throughput, all models
 timed in one process, interleaved, on the same texts, so that background load and CPU frequency
 changes hit teacher and student alike. Throughput runs over up to 256 texts in consecutive batches
@@ -24,9 +25,10 @@ import torch
 from datasets import Dataset
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
-from bistil_ray.data.tasks import TAGS
+from bistil_ray.data.tasks import HEADS, TAGS
 from bistil_ray.errors import UserInputError
-from bistil_ray.method.batching import encode_words, first_subword_positions
+from bistil_ray.method.batching import collate, encode_words, first_subword_positions, tokenize_parsed
+from bistil_ray.method.parser import BiaffineParser, predicted_parses
 from bistil_ray.method.training import autocast
 
 THROUGHPUT_BATCH_SIZE = 32
@@ -101,9 +103,26 @@ def token_scores(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     return scores
 
 
+def parse_scores(predictions: Sequence[np.ndarray], gold: Sequence[np.ndarray]) -> dict[str, float]:
+    """UAS and LAS as the CoNLL 2018 shared task defines them, over every word (punctuation included):
+    the share of words with the right head, and with the right head and universal relation. Each
+    sentence is a (words, 2) array of heads and relation ids."""
+    if len(predictions) != len(gold) or any(p.shape != g.shape for p, g in zip(predictions, gold)):
+        raise ValueError("predictions and gold trees differ in sentences or words")
+    if not gold or not sum(len(tree) for tree in gold):
+        raise UserInputError("heads: no words to score")
+    predicted, wanted = np.concatenate(predictions), np.concatenate(gold)
+    right_head = predicted[:, 0] == wanted[:, 0]
+    return {"uas": float(right_head.mean()), "las": float((right_head & (predicted[:, 1] == wanted[:, 1])).mean())}
+
+
 def task_scores(predictions, labels, label_names: Sequence[str]) -> dict[str, Any]:
     """The scores of a task and its `score`: what the results and the objective hold, named by
-    `metric`. Predictions per sentence (a list of arrays, one id per word) are a token task's."""
+    `metric`. Predictions per sentence (a list of arrays, one id per word) are a token task's; one
+    (head, relation) row per word, a parse task's."""
+    if isinstance(predictions, list) and predictions and predictions[0].ndim == 2:
+        scores = parse_scores(predictions, labels)
+        return {**scores, "score": scores["las"], "metric": "las"}
     if isinstance(predictions, list):
         scores: dict[str, Any] = token_scores(predictions, labels, label_names)
         metric = "entity_f1" if "entity_f1" in scores else "token_accuracy"
@@ -156,6 +175,8 @@ def predict(
     token_task = bool(columns[0]) and isinstance(columns[0][0], list)  # pre-split words
     if len(dataset) == 0:
         return np.zeros(0, dtype=np.int64)
+    if isinstance(model, BiaffineParser):
+        return _predict_parses(model, tokenizer, columns[0], batch_size, max_length, device, dtype)
     if token_task:
         encoded = encode_words(tokenizer, columns[0], max_length)
     else:
@@ -186,8 +207,30 @@ def predict(
     return per_word
 
 
+def _predict_parses(parser: BiaffineParser, tokenizer, words: list[list[str]], batch_size: int, max_length: int,
+                    device: str | torch.device, dtype: torch.dtype) -> list[np.ndarray]:  # fmt: skip
+    """Per sentence, (words, 2): each word's predicted head and relation id; a word cut off by
+    `max_length` gets the root and relation 0."""
+    examples = tokenize_parsed(tokenizer, words, None, None, max_length)
+    order = np.argsort([-len(example["input_ids"]) for example in examples], kind="stable")
+    parses: list = [None] * len(words)
+    parser.to(device)
+    with evaluation_mode(parser), autocast(torch.device(device), dtype):
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            batch = collate([examples[i] for i in indices], tokenizer.pad_token_id)
+            out = parser(**{key: value.to(device) for key, value in batch.items()})
+            for index, parse in zip(indices, predicted_parses(out)):
+                whole = np.zeros((len(words[index]), 2), dtype=np.int64)
+                whole[: len(parse)] = parse
+                parses[index] = whole
+    return parses
+
+
 def gold_labels(dataset: Dataset) -> np.ndarray | list[np.ndarray]:
     """The dataset's gold ids in the shape `predict` answers in."""
+    if HEADS in dataset.column_names:
+        return [np.stack([heads, tags], axis=1).astype(np.int64) for heads, tags in zip(dataset[HEADS], dataset[TAGS])]
     if TAGS in dataset.column_names:
         return [np.asarray(tags, dtype=np.int64) for tags in dataset[TAGS]]
     if "label" not in dataset.column_names:

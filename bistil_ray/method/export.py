@@ -22,21 +22,47 @@ from transformers import (
 )
 
 from bistil_ray.errors import UserInputError
+from bistil_ray.method.parser import PARSER_CONFIG_FILE, BiaffineParser
 
 METADATA_FILE = "bistil_ray.json"
-# Per task kind (config.TaskKind): the Auto class a model of that kind loads with, and its hub pipeline tag.
-MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
-PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification"}
+# Per task kind (config.TaskKind): the class a model of that kind loads with, and its hub pipeline tag.
+MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification, "parse": BiaffineParser}
+PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification", "parse": "token-classification"}
 
 
 def task_kind_of(class_names: list[str]) -> str:
-    """"token" for a token classifier, else "sequence", by its class name (a model's type, or the
-    `architectures` of a saved config)."""
+    """"parse" for a parser, "token" for a token classifier, else "sequence", by its class name (a
+    model's type, or the `architectures` of a saved config)."""
+    if BiaffineParser.__name__ in class_names:
+        return "parse"
     return "token" if any(name.endswith("ForTokenClassification") for name in class_names) else "sequence"
 
 
+def saved_kind(directory: Path) -> str:
+    """The task kind of a saved model directory: a parser has its head's files beside the encoder."""
+    if (Path(directory) / PARSER_CONFIG_FILE).is_file():
+        return "parse"
+    return task_kind_of(AutoConfig.from_pretrained(directory).architectures or [])
+
+
 def loading_snippet(kind: str) -> list[str]:
-    """How a card tells a user to load the student: plain transformers, nothing of this project."""
+    """How a card tells a user to load the student: plain transformers, nothing of this project
+    (a parser: its encoder with plain transformers, the parser with the one class that adds the head)."""
+    if kind == "parse":
+        return [
+            "```python",
+            "from transformers import AutoModel, AutoTokenizer",
+            "",
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/directory")',
+            'encoder = AutoModel.from_pretrained("path/to/this/directory")  # the encoder alone',
+            "",
+            "# the parser: the encoder with its biaffine head (bistil_parser.json, bistil_parser.safetensors)",
+            "from bistil_ray.method.parser import BiaffineParser",
+            "",
+            'parser = BiaffineParser.from_pretrained("path/to/this/directory").eval()',
+            'heads, relations = parser.parse(tokenizer, ["The", "cat", "sleeps", "."])',
+            "```",
+        ]
     auto_class = MODEL_CLASSES[kind].__name__
     return [
         "```python",
@@ -85,13 +111,12 @@ def write_student_directory(
 
 def load_exported(out_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The exported model (in eval mode) and its tokenizer, through the plain Auto classes: a
-    sequence or a token classifier, as its config says."""
+    sequence or a token classifier, as its config says; or a parser, where its head is saved beside."""
     out_dir = Path(out_dir)
     if not (out_dir / "config.json").is_file():
         raise UserInputError(f"{out_dir}: not an exported model directory (no config.json)")
     try:
-        kind = task_kind_of(AutoConfig.from_pretrained(out_dir).architectures or [])
-        model = MODEL_CLASSES[kind].from_pretrained(out_dir, use_safetensors=True)
+        model = MODEL_CLASSES[saved_kind(out_dir)].from_pretrained(out_dir, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(out_dir)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:  # a damaged or foreign directory
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]

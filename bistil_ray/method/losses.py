@@ -177,12 +177,19 @@ def distillation_loss(
     labels: Tensor | None = None,
     mlm_logits: Tensor | None = None,
     mlm_labels: Tensor | None = None,
+    student_arc_logits: Tensor | None = None,
+    teacher_arc_logits: Tensor | None = None,
+    heads: Tensor | None = None,
+    word_mask: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of the terms with a positive weight, and each term's value for logging.
 
     Terms with weight 0 are not computed, and their inputs may be None. Token-level logits
     (batch, seq, classes) enter the soft cross-entropy only at positions with a gold label (when
-    `labels` is given, as the reference does) or else at real tokens.
+    `labels` is given, as the reference does) or else at real tokens. A parser's (arc logits given)
+    soft cross-entropy is the sum of its two, over each real word (`word_mask`): its distribution over
+    heads, and over relations with the head both models were scored at; its gold-label term likewise
+    adds the heads' cross-entropy to the relations'.
     """
     terms: dict[str, Tensor] = {}
     if weights.needs_hidden:
@@ -193,12 +200,19 @@ def distillation_loss(
         terms["attn"] = attention_mse(student, teacher, attention_pairs, attention_mask)
     if weights.needs_teacher_logits:
         student, teacher = _require(student_logits, "student_logits"), _require(teacher_logits, "teacher_logits")
-        if student.dim() == 3:
+        arcs = None
+        if student_arc_logits is not None:
+            words = _require(word_mask, "word_mask")
+            arcs = soft_cross_entropy(student_arc_logits[words], _require(teacher_arc_logits, "teacher_arc_logits")[words], weights.temperature)
+            student, teacher = student[words], teacher[words]
+        elif student.dim() == 3:
             positions = labels != IGNORE_INDEX if labels is not None else attention_mask.bool()
             student, teacher = student[positions], teacher[positions]
-        terms["ce"] = soft_cross_entropy(student, teacher, weights.temperature)
+        terms["ce"] = soft_cross_entropy(student, teacher, weights.temperature) + (arcs if arcs is not None else 0.0)
     if weights.task > 0:
         terms["task"] = hard_label_loss(_require(student_logits, "student_logits"), _require(labels, "labels"))
+        if student_arc_logits is not None:
+            terms["task"] = terms["task"] + hard_label_loss(student_arc_logits, _require(heads, "heads"))
     if weights.mlm > 0:
         terms["mlm"] = masked_lm_loss(_require(mlm_logits, "mlm_logits"), _require(mlm_labels, "mlm_labels"))
 

@@ -18,6 +18,7 @@ from bistil_ray.config import Phase1Config
 from bistil_ray.method.batching import BucketedBatches, Example, fixed_batches
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import LossWeights, distillation_loss, forward_kwargs
+from bistil_ray.method.parser import BiaffineParser
 from bistil_ray.method.student import LayerMap
 from bistil_ray.method.training import (
     Evaluation,
@@ -79,6 +80,9 @@ def distill_step_loss(
     if weights.needs_hidden or weights.needs_attentions or weights.needs_teacher_logits:
         with torch.no_grad():
             teacher_out = teacher(**inputs, **forward_kwargs(weights))
+    parser = isinstance(teacher, BiaffineParser)
+    if parser and teacher_out is not None:
+        inputs = {**inputs, "heads": teacher_out.label_heads}  # the student's relations, scored at the teacher's heads
     student_out = student(**inputs, **forward_kwargs(weights))
     student_logits = getattr(student_out, "logits", None)
     return distillation_loss(
@@ -96,6 +100,10 @@ def distill_step_loss(
         labels=batch.get("labels"),
         mlm_logits=student_logits if weights.mlm > 0 else None,
         mlm_labels=batch.get("mlm_labels"),
+        student_arc_logits=student_out.arc_logits if parser else None,
+        teacher_arc_logits=teacher_out.arc_logits if parser and teacher_out is not None else None,
+        heads=batch.get("heads"),
+        word_mask=student_out.word_mask if parser else None,
     )
 
 

@@ -30,6 +30,7 @@ from transformers import get_linear_schedule_with_warmup
 from bistil_ray.config import OptimConfig, Precision
 from bistil_ray.method.hooks import TrainHooks
 from bistil_ray.method.losses import IGNORE_INDEX
+from bistil_ray.method.parser import predicted_parses
 from bistil_ray.method.sparse_finetuning import SparseUpdate, reset_to_initial, select_lottery_ticket, snapshot
 
 
@@ -269,9 +270,15 @@ def predict_batches(
     predictions, labels = [], []
     for batch in batches:
         batch = to_device(batch, device)
-        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        inputs = {key: value for key, value in batch.items() if key not in ("labels", "heads")}
         with autocast(device, dtype):
-            logits = model(**inputs).logits
+            out = model(**inputs)
+        if "heads" in batch:  # a parser: (head, relation) per word, as evaluation.parse_scores reads them
+            predictions.extend(predicted_parses(out))
+            gold = torch.stack([batch["heads"], batch["labels"]], dim=-1).cpu()
+            labels.extend(tree[starts > 0].numpy() for tree, starts in zip(gold, batch["word_starts"].cpu()))
+            continue
+        logits = out.logits
         guesses, gold = logits.argmax(-1).cpu(), batch["labels"].cpu()
         if gold.dim() == 2:
             labelled = gold != IGNORE_INDEX
