@@ -395,3 +395,60 @@ def test_token_file_path(case: PathCase, tmp_path: Path, monkeypatch, capfd):
     settings["task"]["files"].update(kind="token", train=str(case.make(inputs, monkeypatch)))
     code, lines = dry_run(tmp_path, settings, capfd)
     assert_refused(code, lines, Path(settings["task"]["files"]["train"]), case.expected)
+
+
+# --- parsed files (kind: parse): each word's head and relation ---------------------------------------
+
+PARSE_FORMATS = ("conllu", "jsonl")
+GOOD_TREES = [(["Anna", "lives", "here"], [2, 0, 2], ["nsubj", "root", "advmod"]), (["Hello"], [0], ["root"])]
+
+
+def parse_file(kind: str, trees: list[tuple[list, list, list]]) -> str:
+    if kind == "jsonl":
+        return "".join(json.dumps({"tokens": w, "head": h, "deprel": r}, ensure_ascii=False) + "\n" for w, h, r in trees)
+    return "\n\n".join(
+        "\n".join(f"{i}\t{w}\t_\tX\t_\t_\t{h}\t{r}\t_\t_" for i, (w, h, r) in enumerate(zip(words, heads, relations), 1))
+        for words, heads, relations in trees
+    ) + "\n"  # fmt: skip
+
+
+def parse_case(id: str, refused: str | None, trees, expected=None, kinds=PARSE_FORMATS) -> TokenCase:
+    return TokenCase(id, {kind: refused for kind in kinds}, lambda kind: parse_file(kind, trees).encode(), expected)
+
+
+PARSE_CASES = [
+    parse_case("good", None, GOOD_TREES, GOOD_TREES),
+    TokenCase("utf8_bom", {kind: None for kind in PARSE_FORMATS}, lambda kind: parse_file(kind, GOOD_TREES).encode("utf-8-sig"), GOOD_TREES),
+    TokenCase("empty", {"conllu": "no sentences", "jsonl": "empty file"}, lambda kind: b""),
+    parse_case("subtype_read_as_its_relation", None, [(["a", "b"], [0, 1], ["root", "nmod:poss"])], [(["a", "b"], [0, 1], ["root", "nmod"])]),
+    parse_case("head_past_the_last_word", "word 2's head 3 is not 0 or another word's number (1-2)", [(["a", "b"], [0, 3], ["root", "dep"])]),
+    parse_case("negative_head", "word 1's head -1", [(["a", "b"], [-1, 1], ["root", "dep"])], kinds=("jsonl",)),
+    parse_case("word_heads_itself", "word 2's head 2", [(["a", "b"], [0, 2], ["root", "dep"])]),
+    parse_case("cycle", "the heads form a cycle through words 2, 3", [(["a", "b", "c"], [0, 3, 2], ["root", "dep", "dep"])]),
+    parse_case("no_root", "cycle through words 1, 2", [(["a", "b"], [2, 1], ["dep", "dep"])]),
+    parse_case("not_a_ud_relation", "word 1's relation 'subject' is not a UD relation", [(["a"], [0], ["subject"])]),
+    parse_case("head_as_text", None, [(["a", "b"], ["0", "1"], ["root", "dep"])], [(["a", "b"], [0, 1], ["root", "dep"])], kinds=("jsonl",)),
+    parse_case("head_as_a_word", "word 1's head 'x'", [(["a"], ["x"], ["root"])], kinds=("jsonl",)),
+    parse_case("fractional_head", "word 1's head 0.5", [(["a"], [0.5], ["root"])], kinds=("jsonl",)),
+    parse_case("boolean_head", "word 1's head False", [(["a"], [False], ["root"])], kinds=("jsonl",)),
+    parse_case("more_heads_than_words", "1 words, 2 heads, 1 relations", [(["a"], [0, 1], ["root"])], kinds=("jsonl",)),
+    parse_case("null_relation", "relation None is not a UD relation", [(["a"], [0], [None])], kinds=("jsonl",)),
+    TokenCase("missing_head", {"conllu": "word 1's head None"}, lambda kind: b"1\tAnna\t_\tX\t_\t_\t_\troot\t_\t_\n"),
+    TokenCase("no_words", {"jsonl": "its words must be a non-empty list"}, lambda kind: b'{"tokens": [], "head": [], "deprel": []}\n'),
+    TokenCase("no_head_column", {"jsonl": "no column 'head'"}, lambda kind: b'{"tokens": ["a"], "deprel": ["root"]}\n'),
+]
+PARSE_PARAMS = [pytest.param(case, kind, id=f"{case.id}-{kind}") for case in PARSE_CASES for kind in PARSE_FORMATS if kind in case.refused]
+
+
+@pytest.mark.parametrize("case, kind", PARSE_PARAMS)
+def test_parse_file(case: TokenCase, kind: str, tmp_path: Path, capfd):
+    train = tmp_path / f"train.{kind}"
+    train.write_bytes(case.make(kind))
+    settings = sweep_settings(tmp_path / "inputs", train)
+    settings["task"]["files"]["kind"] = "parse"
+    task = refused_or_loaded(tmp_path, settings, capfd, train, case.refused[kind])
+    if task is not None:
+        train_split = task.source_train
+        rows = [(words, heads, [task.label_names[r] for r in relations])
+                for words, heads, relations in zip(train_split["tokens"], train_split["heads"], train_split["tags"])]  # fmt: skip
+        assert rows == [(list(w), list(h), list(r)) for w, h, r in case.expected]
