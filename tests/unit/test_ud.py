@@ -150,12 +150,13 @@ def test_the_hub_ud_datasets_load_with_a_config_per_language(ud_hub_dir: Path):
         load_task(TaskSpec(hub=hub), "en", ["fi"])
 
 
-def test_the_shipped_configs_validate(ud_root: Path, monkeypatch):
+@pytest.mark.parametrize("name, kind", [("ud_pos", "token"), ("ud_dp", "parse")])
+def test_the_shipped_configs_validate(name: str, kind: str, ud_root: Path, monkeypatch):
     monkeypatch.setenv(UD_FOLDER_ENV, str(ud_root))
-    run = load_config(RunConfig, ROOT / "configs" / "ud_pos.yaml")
-    assert run.task.ud is not None and run.phase2.target_text_ratio == 0
-    sweep = load_sweep(ROOT / "sweeps" / "ud_pos.yaml")
-    assert sweep.task.kind == "token" and sweep.objective.score == "target_validation"
+    run = load_config(RunConfig, ROOT / "configs" / f"{name}.yaml")
+    assert run.task.ud is not None and run.task.kind == kind and run.phase2.target_text_ratio == 0
+    sweep = load_sweep(ROOT / "sweeps" / f"{name}.yaml")
+    assert sweep.task.kind == kind and sweep.objective.score == "target_validation"
     assert {"student_layers", "density", "alpha_hidden", "alpha_attn"} <= {
         name for name, dimension in sweep.dimensions().items() if dimension.fixed is None
     }
