@@ -84,11 +84,10 @@ from bistil_ray.config import PLACEMENT_FIELDS, PairSettings, RunConfig, load_co
 from bistil_ray.console import quiet_libraries
 from bistil_ray.data.builtin import builtin_task
 from bistil_ray.data.corpora import load_corpus
-from bistil_ray.data.tasks import TAGS
 from bistil_ray.errors import UserInputError, exit_on_user_error
 from bistil_ray.executor import checkpoints_of, remove_checkpoints
 from bistil_ray.inputs import Inputs
-from bistil_ray.method.evaluation import count_parameters, measure_efficiency, predict
+from bistil_ray.method.evaluation import count_parameters, gold_labels, measure_efficiency, predict
 from bistil_ray.method.export import MODEL_CLASSES, load_exported
 from bistil_ray.method.vocabulary import BilingualVocabulary, trim_embeddings, untrimmed_vocabulary
 from bistil_ray.method.hooks import LocalHooks
@@ -299,13 +298,16 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
 # --- scoring ----------------------------------------------------------------------------------------
 
 
-def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Whether each example (each word of a token task) is right, and each sentence's word count."""
-    predicted = predict(model, tokenizer, dataset, fields, max_length=max_length)
-    if isinstance(predicted, list):
-        gold = [np.asarray(tags) for tags in dataset[TAGS]]
-        return np.concatenate([p == g for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
-    return predicted == np.asarray(dataset["label"]), None
+def correctness(model, tokenizer, dataset, fields: list[str], max_length: int, heads_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Whether each example is right (each word of a token task; of a parse task, its head and
+    relation, or with `heads_only` its head: LAS's and UAS's units), and each sentence's word count."""
+    predicted, gold = predict(model, tokenizer, dataset, fields, max_length=max_length), gold_labels(dataset)
+    if not isinstance(predicted, list):
+        return predicted == gold, None
+    if predicted and predicted[0].ndim == 2:  # (head, relation) per word
+        predicted, gold = ([tree[:, :1] if heads_only else tree for tree in trees] for trees in (predicted, gold))
+        return np.concatenate([(p == g).all(axis=1) for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
+    return np.concatenate([p == g for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
 
 
 def score(model, tokenizer, inputs: Inputs, source: float | None = None) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
@@ -332,6 +334,9 @@ def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, 
         "source_score": source,
         "target_validation_score": validation,
         "test_examples": int(correct.size if units is None else units.size),
+        **({"target_uas": float(correctness(model, tokenizer, inputs.target_test, list(inputs.task.text_fields),
+                                            inputs.run.phase2.max_length, heads_only=True)[0].mean())}
+           if inputs.task.kind == "parse" else {}),  # fmt: skip
         "layers": model.config.num_hidden_layers,
         "vocab_size": len(tokenizer),
         "params": count_parameters(model),
@@ -506,11 +511,12 @@ def main(argv: list[str] | None = None) -> None:
             "seeds": args.seeds, "recipe": base.task_teacher.method, "recipes": args.recipes, "recipe_lr": recipe_lr,
             **({"recipe_steps": recipe_steps} if recipe_steps else {}),  # absent where none: earlier tables stay comparable
             **({"students": args.students} if args.students != list(STUDENTS) else {}),
-            **({"scored_unit": "word"} if base.task.kind == "token" else {}),
+            **({"scored_unit": "word"} if base.task.kind != "sequence" else {}),
+            **({"metric": "las"} if base.task.kind == "parse" else {}),
             "layers": base.student.layers, "phase1_steps": args.phase1_steps, "phase1_batch": base.phase1.batch_size,
             "phase2_steps": args.phase2_steps, "phase2_batch": base.phase2.batch_size,
             "budget_lang": args.budget_curve, "run_config": run_config_settings(resolved),
-            "statistics": f"paired bootstrap over test {'sentences' if base.task.kind == 'token' else 'examples'} and seeds, 2000 resamples, 95% percentile interval",
+            "statistics": f"paired bootstrap over test {'examples' if base.task.kind == 'sequence' else 'sentences'} and seeds, 2000 resamples, 95% percentile interval",
         }  # fmt: skip
         results, budget_rows, earlier_machine = earlier_results(args.out, task_name, settings)
         teachers = TaskTeachers(bench, args.recipes, recipe_lr, recipe_steps, results, earlier_machine.get("cpu"))

@@ -92,6 +92,12 @@ def target_text_share(settings: dict) -> str:
     return f"{ratio:.0%} of phase-2 steps distil the teacher on unlabelled target-language text"
 
 
+def scored_as(settings: dict) -> str:
+    if settings.get("metric") == "las":
+        return "LAS (words with the right head and relation; UAS in the Parquet table)"
+    return "token accuracy" if settings.get("scored_unit") == "word" else "accuracy"
+
+
 def markdown(record: dict) -> str:
     settings, langs = record["settings"], record["settings"]["langs"]
     rows, teacher_model = record["rows"], f"teacher:{settings['recipe']}"
@@ -103,8 +109,8 @@ def markdown(record: dict) -> str:
     drawn, compared = ("sentences", "words") if words else ("examples", "examples")
     text = (
         f"# The paper's claims on {settings['task']} ({settings['source_lang']} -> {', '.join(langs)})\n\n"
-        f"Zero-shot target-language test {'token ' if words else ''}accuracy, mean ± standard deviation over seeds; source: "
-        f"{settings['source_lang']} validation accuracy. Teacher {settings['teacher']}; the students distil the "
+        f"Zero-shot target-language test {scored_as(settings)}, mean ± standard deviation over seeds; source: "
+        f"{settings['source_lang']} validation {scored_as(settings)}. Teacher {settings['teacher']}; the students distil the "
         f"`{settings['recipe']}` task teacher; every student has {settings['layers']} layers; {budget}; seeds "
         f"{settings['seeds']} (from scratch: the first only). Throughput: batch-32 sequences per second on this CPU, "
         "every model of a language measured side by side.\n\n"

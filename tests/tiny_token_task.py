@@ -78,3 +78,34 @@ def token_task_files(folder: Path, scheme: str) -> dict:
         }},
         "corpora": corpora,
     }  # fmt: skip
+
+
+# Every tiny sentence has one shape, name verb word name: "anna lives in paris".
+TREE = ([2, 0, 4, 2], ["nsubj", "root", "case", "obl"])
+
+
+def parsed_task_files(folder: Path) -> dict:
+    """A tiny parse task: English train and validation in CoNLL-U, German test in jsonl (tokens, head,
+    deprel) and target validation in CoNLL-U, phase-1 text for both languages."""
+    folder.mkdir()
+    heads, relations = TREE
+
+    def write_split(name: str, lang: str, count: int) -> str:
+        blocks = ["\n".join(f"{i}\t{w}\t_\tX\t_\t_\t{h}\t{r}\t_\t_" for i, (w, h, r) in enumerate(zip(words, heads, relations), 1))
+                  for words, _ in tagged(lang, count, "pos")]  # fmt: skip
+        return str(write(folder / f"{name}.conllu", "\n\n".join(blocks) + "\n"))
+
+    test = folder / "test-de.jsonl"
+    test.write_text("".join(json.dumps({"tokens": w, "head": heads, "deprel": relations}) + "\n" for w, _ in tagged("de", 12, "pos")))
+    corpora = {}
+    for lang in ("en", "de"):
+        text = folder / f"{lang}.txt"
+        text.write_text("\n".join(" ".join(words) for words, _ in tagged(lang, 80, "pos")))
+        corpora[lang] = {"file": str(text)}
+    return {
+        "task": {"files": {
+            "kind": "parse", "train": write_split("train", "en", 40), "validation": write_split("validation", "en", 8),
+            "test": {"de": str(test)}, "target_validation": {"de": write_split("validation-de", "de", 8)},
+        }},
+        "corpora": corpora,
+    }  # fmt: skip
