@@ -82,6 +82,14 @@ def encode_words(tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[st
                      max_length=max_length, padding=False, return_attention_mask=False)  # fmt: skip
 
 
+def encoded_example(encoded, index: int) -> Example:
+    """Example `index` of a tokenizer's output: its input_ids, and token_type_ids where the model has them."""
+    example: Example = {"input_ids": encoded["input_ids"][index]}
+    if "token_type_ids" in encoded:
+        example["token_type_ids"] = encoded["token_type_ids"][index]
+    return example
+
+
 def tokenize_tagged(
     tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[str]], tags: Sequence[Sequence[int]], max_length: int
 ) -> list[Example]:
@@ -91,9 +99,7 @@ def tokenize_tagged(
     encoded = encode_words(tokenizer, words, max_length)
     examples: list[Example] = []
     for index in range(len(words)):
-        example: Example = {"input_ids": encoded["input_ids"][index]}
-        if "token_type_ids" in encoded:
-            example["token_type_ids"] = encoded["token_type_ids"][index]
+        example = encoded_example(encoded, index)
         positions = first_subword_positions(encoded, index)
         example["labels"] = [IGNORE_INDEX if word is None else int(tags[index][word]) for word in positions]
         examples.append(example)
@@ -114,9 +120,7 @@ def tokenize_parsed(
     encoded = encode_words(tokenizer, words, max_length)
     examples: list[Example] = []
     for index in range(len(words)):
-        example: Example = {"input_ids": encoded["input_ids"][index]}
-        if "token_type_ids" in encoded:
-            example["token_type_ids"] = encoded["token_type_ids"][index]
+        example = encoded_example(encoded, index)
         starts = {word: position for position, word in enumerate(first_subword_positions(encoded, index)) if word is not None}
         example["word_starts"] = [starts[word] for word in range(len(starts))]
         if heads is not None and relations is not None:
