@@ -38,11 +38,12 @@ class StrictModel(BaseModel):
 # --- where the teacher, task data and corpora come from ------------------------------------------
 
 
-TaskKind = Literal["sequence", "token", "parse"]
+TaskKind = Literal["sequence", "token", "parse", "qa"]
 TASK_KIND_HELP = (
     "sequence: one label per text or text pair (classification, NLI); token: one tag per word "
     "(NER with BIO tags, scored by entity F1; POS and other tags, scored by token accuracy); parse: "
-    "a dependency tree, each word's head and its UD relation (scored by LAS and UAS)"
+    "a dependency tree, each word's head and its UD relation (scored by LAS and UAS); qa: extractive "
+    "question answering, SQuAD's schema (scored by F1 and exact match)"
 )
 
 
@@ -72,12 +73,16 @@ class LabelledColumns(StrictModel):
         if isinstance(data, dict) and data.get("kind") in ("token", "parse"):
             label_field = "tags" if data["kind"] == "token" else "deprel"
             data = {"text_fields": ["tokens"], "label_field": label_field, **data}
+        if isinstance(data, dict) and data.get("kind") == "qa":
+            data = {"text_fields": ["question", "context"], "label_field": "answers", **data}
         return data
 
     @model_validator(mode="after")
     def _one_column_of_words(self) -> "LabelledColumns":
-        if self.kind != "sequence" and len(self.text_fields) != 1:
+        if self.kind in ("token", "parse") and len(self.text_fields) != 1:
             raise ValueError(f"text_fields: a {self.kind} task has one column of words")
+        if self.kind == "qa" and len(self.text_fields) != 2:
+            raise ValueError("text_fields: a qa task has a question column and a context column")
         return self
 
 
@@ -91,6 +96,11 @@ class HubTaskSpec(LabelledColumns):
         description="language -> dataset config, where configs are not named by language "
         "(universal_dependencies: {en: en_ewt, de: de_gsd}); takes precedence over `config`",
     )
+    paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="language -> dataset id, where languages come from different datasets (QA: squad for en, "
+        "google/xquad for the targets); takes precedence over `path`",
+    )
     train_split: str = Field("train", description="source-language training split")
     validation_split: str = Field("validation", description="source-language validation split")
     test_split: str = Field("test", description="target-language test split (target_score)")
@@ -100,6 +110,10 @@ class HubTaskSpec(LabelledColumns):
     max_train_examples: int | None = Field(None, gt=0, description="use at most this many training examples")
     revision: str | None = Field(None, description="dataset revision: branch, tag or commit")
     trust_remote_code: bool = Field(False, description="let the dataset run its own loading code")
+
+    def path_for(self, lang: str) -> str:
+        """The dataset that holds `lang`'s data."""
+        return self.paths.get(lang, self.path)
 
     def config_for(self, lang: str) -> str | None:
         """The dataset config that holds `lang`'s data."""

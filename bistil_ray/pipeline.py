@@ -28,6 +28,7 @@ from bistil_ray.config import (
     VocabularyConfig,
     resolve_phase2,
 )
+from bistil_ray.data.qa import ANSWER_STARTS, CONTEXT, QUESTION
 from bistil_ray.data.tasks import TaskData
 from bistil_ray.data.word_frequencies import word_frequencies
 from bistil_ray.inputs import Inputs, resolve_inputs  # noqa: F401 (resolve_inputs: a step of `steps.Pipeline`)
@@ -49,7 +50,10 @@ Log = Callable[[str], None]
 
 
 def task_texts(dataset, text_fields) -> list[str]:
-    """A task split's first text column as plain text (a token task's words joined by spaces)."""
+    """A task split's first text column as plain text (a token task's words joined by spaces; a qa
+    task's contexts, then its questions)."""
+    if ANSWER_STARTS in dataset.column_names:
+        return list(dataset[CONTEXT]) + list(dataset[QUESTION])
     column = list(dataset[text_fields[0]])
     return [" ".join(words) for words in column] if column and isinstance(column[0], list) else column
 

@@ -22,6 +22,7 @@ from bistil_ray.assets.hub import offline_unless_reachable
 from bistil_ray.config import FilesTaskSpec, HubTaskSpec, TaskKind, TaskSpec
 from bistil_ray.data.builtin import builtin_task, check_source
 from bistil_ray.data.files import check_readable_file, label_order, labelled_rows, read_table
+from bistil_ray.data.qa import CONTEXT, QUESTION, qa_dataset, qa_file
 from bistil_ray.data.token_files import UD_RELATIONS, ParsedSentence, parsed_row, parsed_sentences, tagged_sentences
 from bistil_ray.data.ud import ud_files
 from bistil_ray.errors import UserInputError
@@ -60,12 +61,16 @@ def load_task(spec: TaskSpec, source_lang: str, target_langs: list[str]) -> Task
             return _load_hub_tokens(spec.hub, spec.name, source_lang, target_langs)
         if spec.hub.kind == "parse":
             return _load_hub_parsed(spec.hub, spec.name, source_lang, target_langs)
+        if spec.hub.kind == "qa":
+            return _load_hub_qa(spec.hub, spec.name, source_lang, target_langs)
         return _load_hub(spec.hub, spec.name, source_lang, target_langs)
     files = local_files(spec, source_lang, target_langs)
     if files.kind == "token":
         return _load_token_files(files, spec.name, target_langs)
     if files.kind == "parse":
         return _load_parsed_files(files, spec.name, target_langs)
+    if files.kind == "qa":
+        return _load_qa_files(files, spec.name, target_langs)
     return _load_files(files, spec.name, target_langs)
 
 
@@ -85,7 +90,7 @@ def _split_identity(spec: TaskSpec, lang: str, splits: list[str | None], files: 
     columns = [*task.text_fields, task.label_field, *([task.head_field] if task.kind == "parse" else [])]
     identity: dict[str, Any] = {"columns": columns, "kind": task.kind}
     if spec.hub is not None:
-        identity.update(hub=spec.hub.path, config=spec.hub.config_for(lang), revision=spec.hub.revision, splits=splits)
+        identity.update(hub=spec.hub.path_for(lang), config=spec.hub.config_for(lang), revision=spec.hub.revision, splits=splits)
     else:
         identity["files"] = [file_digest(path) if path is not None else None for path in files]
     return identity
@@ -174,7 +179,7 @@ def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list
     _check_each_language_has_a_config(spec, [source_lang, *target_langs])
 
     def where(lang: str, split: str) -> str:
-        return f"{spec.path} [{spec.config_for(lang)}] {split}"
+        return f"{spec.path_for(lang)} [{spec.config_for(lang)}] {split}"
 
     train = _load_hub_split(spec, source_lang, spec.train_split)
     if spec.max_train_examples is not None and len(train) > spec.max_train_examples:
@@ -205,7 +210,7 @@ def _load_hub(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list
 
 def _load_hub_split(spec: HubTaskSpec, lang: str, split: str) -> datasets.Dataset:
     return load_hub_dataset(
-        spec.path,
+        spec.path_for(lang),
         spec.config_for(lang),
         split=split,
         revision=spec.revision,
@@ -350,7 +355,7 @@ def _load_hub_tokens(spec: HubTaskSpec, name: str, source_lang: str, target_lang
     _check_each_language_has_a_config(spec, [source_lang, *target_langs])
 
     def where(lang: str, split: str) -> str:
-        return f"{spec.path} [{spec.config_for(lang)}] {split}"
+        return f"{spec.path_for(lang)} [{spec.config_for(lang)}] {split}"
 
     train_split = _load_hub_split(spec, source_lang, spec.train_split)
     if spec.max_train_examples is not None and len(train_split) > spec.max_train_examples:
@@ -420,7 +425,7 @@ def _load_hub_parsed(spec: HubTaskSpec, name: str, source_lang: str, target_lang
     columns = [spec.text_fields[0], spec.head_field, spec.label_field]
 
     def load(lang: str, split: str, limit: int | None = None) -> datasets.Dataset:
-        where = f"{spec.path} [{spec.config_for(lang)}] {split}"
+        where = f"{spec.path_for(lang)} [{spec.config_for(lang)}] {split}"
         rows = _load_hub_split(spec, lang, split)
         _require_columns(rows, columns, where)
         if limit is not None and len(rows) > limit:
@@ -441,6 +446,48 @@ def _load_hub_parsed(spec: HubTaskSpec, name: str, source_lang: str, target_lang
         target_validation={lang: load(lang, spec.target_validation_split) for lang in target_langs if spec.target_validation_split},
         kind="parse",
     )
+
+
+# --- extractive question answering (SQuAD's schema) ---------------------------------------------------
+
+# A QA model's two outputs per position: where the answer starts and where it ends.
+QA_LABELS = ["start", "end"]
+
+
+def _load_qa_files(spec: FilesTaskSpec, name: str, target_langs: list[str]) -> TaskData:
+    missing = [lang for lang in target_langs if lang not in spec.test]
+    if missing:
+        raise UserInputError(f"task.files.test: no test file for language '{missing[0]}'")
+
+    def load(path: Path) -> datasets.Dataset:
+        return qa_file(path, *spec.text_fields, spec.label_field)
+
+    return TaskData(
+        name=name, label_names=list(QA_LABELS), text_fields=(QUESTION, CONTEXT), source_train=load(spec.train),
+        source_validation=load(spec.validation), target_test={lang: load(spec.test[lang]) for lang in target_langs},
+        target_validation={lang: load(spec.target_validation[lang]) for lang in target_langs if lang in spec.target_validation},
+        kind="qa",
+    )  # fmt: skip
+
+
+def _load_hub_qa(spec: HubTaskSpec, name: str, source_lang: str, target_langs: list[str]) -> TaskData:
+    """SQuAD for English, XQuAD or MLQA per target (their `answers` are SQuAD's)."""
+    _check_each_language_has_a_config(spec, [source_lang, *target_langs])
+
+    def load(lang: str, split: str, limit: int | None = None) -> datasets.Dataset:
+        rows = _load_hub_split(spec, lang, split)
+        if limit is not None and len(rows) > limit:
+            rows = rows.shuffle(seed=0).select(range(limit))
+        return qa_dataset(iter(rows), f"{spec.path_for(lang)} [{spec.config_for(lang)}] {split}", *spec.text_fields, spec.label_field)
+
+    return TaskData(
+        name=name, label_names=list(QA_LABELS), text_fields=(QUESTION, CONTEXT),
+        source_train=load(source_lang, spec.train_split, spec.max_train_examples),
+        source_validation=load(source_lang, spec.validation_split),
+        target_test={lang: load(lang, spec.test_split) for lang in target_langs},
+        target_validation={lang: load(lang, spec.target_validation_split) for lang in target_langs if spec.target_validation_split},
+        kind="qa",
+    )  # fmt: skip
 
 
 # --- one schema for every source -----------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from bistil_ray.data.qa import ANSWER_STARTS, ANSWER_TEXTS, CONTEXT, QUESTION
 from bistil_ray.data.tasks import HEADS, TAGS
 from bistil_ray.method.losses import IGNORE_INDEX
 
@@ -132,9 +133,59 @@ def tokenize_parsed(
     return examples
 
 
+# Windows over a long context overlap by this share of their length, so that an answer cut by one
+# window's end is whole in the next (Hugging Face's recipe: 128 of 384 tokens).
+QA_WINDOW_OVERLAP = 0.25
+
+
+def encode_questions(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], contexts: Sequence[str], max_length: int):
+    """Question and context pairs as windows of at most `max_length` tokens over each context
+    (`overflow_to_sample_mapping` says whose), with each token's character span."""
+    if not tokenizer.is_fast:
+        raise ValueError(f"qa tasks need a fast tokenizer (got {type(tokenizer).__name__})")
+    return tokenizer(list(questions), list(contexts), truncation="only_second", max_length=max_length,
+                     stride=int(max_length * QA_WINDOW_OVERLAP), return_overflowing_tokens=True,
+                     return_offsets_mapping=True, padding=False, return_attention_mask=False)  # fmt: skip
+
+
+def context_offsets(encoded, window: int) -> list[tuple[int, int] | None]:
+    """Each token's character span in its context, None for the question and special tokens."""
+    sequence_ids = encoded.sequence_ids(window)
+    return [tuple(span) if sequence_ids[position] == 1 else None for position, span in enumerate(encoded["offset_mapping"][window])]
+
+
+def tokenize_questions(
+    tokenizer: PreTrainedTokenizerBase,
+    questions: Sequence[str],
+    contexts: Sequence[str],
+    answer_starts: Sequence[Sequence[int]],
+    answer_texts: Sequence[Sequence[str]],
+    max_length: int,
+) -> list[Example]:
+    """Unpadded windows of a QA task: `start_positions` and `end_positions` mark the first answer's
+    first and last token where the window holds it whole, else the first token ([CLS]: no answer here)."""
+    encoded = encode_questions(tokenizer, questions, contexts, max_length)
+    examples: list[Example] = []
+    for window in range(len(encoded["input_ids"])):
+        example = encoded_example(encoded, window)
+        question = encoded["overflow_to_sample_mapping"][window]
+        first, last = answer_starts[question][0], answer_starts[question][0] + len(answer_texts[question][0])
+        spans = context_offsets(encoded, window)
+        inside = [position for position, span in enumerate(spans) if span is not None]
+        start = end = 0
+        if inside and spans[inside[0]][0] <= first and spans[inside[-1]][1] >= last:
+            start = next(position for position in inside if spans[position][1] > first)
+            end = next(position for position in reversed(inside) if spans[position][0] < last)
+        example["start_positions"], example["end_positions"] = start, end
+        examples.append(example)
+    return examples
+
+
 def tokenize_dataset(tokenizer, dataset, text_fields: Sequence[str], max_length: int) -> list[Example]:
     """Examples of a task dataset (columns: text fields and `label`; a token task's: `tokens`, `tags`;
-    a parse task's: `tokens`, `heads`, `tags`)."""
+    a parse task's: `tokens`, `heads`, `tags`; a qa task's: windows of `question` and `context`)."""
+    if ANSWER_STARTS in dataset.column_names:
+        return tokenize_questions(tokenizer, dataset[QUESTION], dataset[CONTEXT], dataset[ANSWER_STARTS], dataset[ANSWER_TEXTS], max_length)
     if HEADS in dataset.column_names:
         return tokenize_parsed(tokenizer, dataset[text_fields[0]], dataset[HEADS], dataset[TAGS], max_length)
     if TAGS in dataset.column_names:
@@ -158,8 +209,9 @@ def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.T
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if "token_type_ids" in examples[0]:
         batch["token_type_ids"] = token_type_ids
-    if "labels" in examples[0] and not isinstance(examples[0]["labels"], list):
-        batch["labels"] = torch.tensor([example["labels"] for example in examples], dtype=torch.long)
+    for key in ("labels", "start_positions", "end_positions"):  # one per example
+        if key in examples[0] and not isinstance(examples[0][key], list):
+            batch[key] = torch.tensor([example[key] for example in examples], dtype=torch.long)
     # Lists per sub-word (a token task's labels) or per word (a parse task's), padded to the longest.
     for key, padding in LIST_PADDING.items():
         if key in examples[0] and isinstance(examples[0][key], list):

@@ -3,7 +3,8 @@ against the teacher.
 
 Scores: accuracy and macro-F1 for sequence tasks; for token tasks, entity-level F1 (seqeval, exact
 spans, micro-averaged) where the tags are BIO, else token accuracy, over every word of the data; for
-parse tasks, LAS and UAS over every word (CoNLL 2018).
+parse tasks, LAS and UAS over every word (CoNLL 2018); for qa tasks, F1 and exact match of each
+answer (SQuAD's), chosen over all windows of its context.
 Efficiency: parameter count, size on disk, batch-1 latency and batch-32 throughput, all models
 timed in one process, interleaved, on the same texts, so that background load and CPU frequency
 changes hit teacher and student alike. Throughput runs over up to 256 texts in consecutive batches
@@ -13,8 +14,11 @@ text would then decide the comparison.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
+import unicodedata
+from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +29,10 @@ import torch
 from datasets import Dataset
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+from bistil_ray.data.qa import ANSWER_STARTS, ANSWER_TEXTS
 from bistil_ray.data.tasks import HEADS, TAGS
 from bistil_ray.errors import UserInputError
-from bistil_ray.method.batching import collate, encode_words, first_subword_positions, tokenize_parsed
+from bistil_ray.method.batching import collate, context_offsets, encode_questions, encode_words, first_subword_positions, tokenize_parsed
 from bistil_ray.method.parser import BiaffineParser, predicted_parses
 from bistil_ray.method.training import autocast
 
@@ -116,10 +121,52 @@ def parse_scores(predictions: Sequence[np.ndarray], gold: Sequence[np.ndarray]) 
     return {"uas": float(right_head.mean()), "las": float((right_head & (predicted[:, 1] == wanted[:, 1])).mean())}
 
 
+def normalized_answer(text: str) -> list[str]:
+    """SQuAD's normalisation (lower case, no punctuation, no English articles), split into words; text
+    in a script written without spaces (CJK) is split into characters, as MLQA scores it."""
+    text = "".join(" " if unicodedata.category(char).startswith("P") else char for char in text.lower())
+    words = [word for word in text.split() if word not in ("a", "an", "the")]
+    return [piece for word in words for piece in (list(word) if _CJK.search(word) else [word])]
+
+
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def qa_scores(predictions: Sequence[str], gold: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Exact match and F1 of each predicted answer against its best gold answer (SQuAD's definitions,
+    with `normalized_answer`), mean over questions."""
+    if len(predictions) != len(gold):
+        raise ValueError(f"{len(predictions)} answers for {len(gold)} questions")
+    if not gold:
+        raise UserInputError("answers: no questions to score")
+
+    def f1(predicted: list[str], wanted: list[str]) -> float:
+        common = sum((Counter(predicted) & Counter(wanted)).values())
+        if common == 0:
+            return float(predicted == wanted)
+        precision, recall = common / len(predicted), common / len(wanted)
+        return 2 * precision * recall / (precision + recall)
+
+    exact, overlap = [], []
+    for predicted, answers in zip(predictions, gold):
+        mine = normalized_answer(predicted)
+        exact.append(max(float(mine == normalized_answer(answer)) for answer in answers))
+        overlap.append(max(f1(mine, normalized_answer(answer)) for answer in answers))
+    return {"exact_match": float(np.mean(exact)), "f1": float(np.mean(overlap))}
+
+
 def task_scores(predictions, labels, label_names: Sequence[str]) -> dict[str, Any]:
     """The scores of a task and its `score`: what the results and the objective hold, named by
     `metric`. Predictions per sentence (a list of arrays, one id per word) are a token task's; one
     (head, relation) row per word, a parse task's."""
+    if isinstance(predictions, list) and predictions and isinstance(predictions[0], str):
+        scores = qa_scores(predictions, labels)
+        return {**scores, "score": scores["f1"], "metric": "f1"}
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 2:
+        # A qa task's windows while it trains: (start, end) each, right only together. Answers are
+        # scored by F1 once a model is built (`predict` on the questions).
+        accuracy = float(np.mean((predictions == labels).all(axis=1)))
+        return {"span_accuracy": accuracy, "score": accuracy, "metric": "span_accuracy"}
     if isinstance(predictions, list) and predictions and predictions[0].ndim == 2:
         scores = parse_scores(predictions, labels)
         return {**scores, "score": scores["las"], "metric": "las"}
@@ -177,6 +224,8 @@ def predict(
         return np.zeros(0, dtype=np.int64)
     if isinstance(model, BiaffineParser):
         return _predict_parses(model, tokenizer, columns[0], batch_size, max_length, device, dtype)
+    if ANSWER_STARTS in dataset.column_names:
+        return _predict_answers(model, tokenizer, columns[0], columns[1], batch_size, max_length, device, dtype)
     if token_task:
         encoded = encode_words(tokenizer, columns[0], max_length)
     else:
@@ -227,8 +276,42 @@ def _predict_parses(parser: BiaffineParser, tokenizer, words: list[list[str]], b
     return parses
 
 
-def gold_labels(dataset: Dataset) -> np.ndarray | list[np.ndarray]:
-    """The dataset's gold ids in the shape `predict` answers in."""
+# Answers are chosen among the best starts and ends of each window, at most this many tokens long
+# (Hugging Face's question-answering recipe).
+ANSWER_CANDIDATES, MAX_ANSWER_TOKENS = 20, 30
+
+
+def _predict_answers(model, tokenizer, questions: list[str], contexts: list[str], batch_size: int, max_length: int,
+                     device: str | torch.device, dtype: torch.dtype) -> list[str]:  # fmt: skip
+    """Each question's answer: the context span whose start and end scores sum highest over all its
+    windows (an empty answer where no window holds a span)."""
+    encoded = encode_questions(tokenizer, questions, contexts, max_length)
+    best: list[tuple[float, str]] = [(-float("inf"), "")] * len(questions)
+    model.to(device)
+    with evaluation_mode(model), autocast(torch.device(device), dtype):
+        for start in range(0, len(encoded["input_ids"]), batch_size):
+            windows = list(range(start, min(start + batch_size, len(encoded["input_ids"]))))
+            batch = tokenizer.pad([{key: encoded[key][w] for key in MODEL_INPUTS if key in encoded} for w in windows], return_tensors="pt")
+            out = model(**batch.to(device))
+            for row, window in enumerate(windows):
+                question, spans = encoded["overflow_to_sample_mapping"][window], context_offsets(encoded, window)
+                starts, ends = out.start_logits[row].float().cpu().numpy(), out.end_logits[row].float().cpu().numpy()
+                for first in np.argsort(-starts)[:ANSWER_CANDIDATES]:
+                    for last in np.argsort(-ends)[:ANSWER_CANDIDATES]:
+                        if first >= len(spans) or last >= len(spans) or spans[first] is None or spans[last] is None:
+                            continue
+                        if last < first or last - first + 1 > MAX_ANSWER_TOKENS:
+                            continue
+                        score = float(starts[first] + ends[last])
+                        if score > best[question][0]:
+                            best[question] = (score, contexts[question][spans[first][0] : spans[last][1]])
+    return [answer for _, answer in best]
+
+
+def gold_labels(dataset: Dataset) -> np.ndarray | list[np.ndarray] | list[list[str]]:
+    """The dataset's gold ids (a qa task's answer texts) in the shape `predict` answers in."""
+    if ANSWER_TEXTS in dataset.column_names:
+        return [list(answers) for answers in dataset[ANSWER_TEXTS]]
     if HEADS in dataset.column_names:
         return [np.stack([heads, tags], axis=1).astype(np.int64) for heads, tags in zip(dataset[HEADS], dataset[TAGS])]
     if TAGS in dataset.column_names:

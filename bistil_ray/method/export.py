@@ -14,6 +14,7 @@ from typing import Any
 from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -26,15 +27,19 @@ from bistil_ray.method.parser import PARSER_CONFIG_FILE, BiaffineParser
 
 METADATA_FILE = "bistil_ray.json"
 # Per task kind (config.TaskKind): the class a model of that kind loads with, and its hub pipeline tag.
-MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification, "parse": BiaffineParser}
-PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification", "parse": "token-classification"}
+MODEL_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification, "parse": BiaffineParser,
+                 "qa": AutoModelForQuestionAnswering}  # fmt: skip
+PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification", "parse": "token-classification",
+                 "qa": "question-answering"}  # fmt: skip
 
 
 def task_kind_of(class_names: list[str]) -> str:
-    """"parse" for a parser, "token" for a token classifier, else "sequence", by its class name (a
+    """"parse" for a parser, "qa" for a question answerer, "token" for a token classifier, else "sequence", by its class name (a
     model's type, or the `architectures` of a saved config)."""
     if BiaffineParser.__name__ in class_names:
         return "parse"
+    if any(name.endswith("ForQuestionAnswering") for name in class_names):
+        return "qa"
     return "token" if any(name.endswith("ForTokenClassification") for name in class_names) else "sequence"
 
 

@@ -75,7 +75,7 @@ def distill_step_loss(
 
     Shared by both phases: phase 1's batches carry `mlm_labels` when the MLM term is on (both
     models then see the masked input); phase 2's carry `labels` for the gold-label term."""
-    inputs = {key: value for key, value in batch.items() if key not in ("labels", "mlm_labels")}
+    inputs = {key: value for key, value in batch.items() if key not in ("labels", "mlm_labels", "start_positions", "end_positions")}
     teacher_out = None
     if weights.needs_hidden or weights.needs_attentions or weights.needs_teacher_logits:
         with torch.no_grad():
@@ -84,7 +84,11 @@ def distill_step_loss(
     if parser and teacher_out is not None:
         inputs = {**inputs, "heads": teacher_out.label_heads}  # the student's relations, scored at the teacher's heads
     student_out = student(**inputs, **forward_kwargs(weights))
-    student_logits = getattr(student_out, "logits", None)
+    student_logits, teacher_logits, labels = getattr(student_out, "logits", None), getattr(teacher_out, "logits", None), batch.get("labels")
+    if getattr(student_out, "start_logits", None) is not None:  # qa: two distributions over positions per window
+        student_logits = span_logits(student_out, batch["attention_mask"])
+        teacher_logits = span_logits(teacher_out, batch["attention_mask"]) if teacher_out is not None else None
+        labels = torch.stack([batch["start_positions"], batch["end_positions"]], dim=1).flatten() if "start_positions" in batch else None
     return distillation_loss(
         weights,
         attention_mask=batch["attention_mask"],
@@ -96,8 +100,8 @@ def distill_step_loss(
         attention_pairs=layer_map.attention_pairs,
         projection=projection,
         student_logits=student_logits if weights.mlm == 0 else None,
-        teacher_logits=getattr(teacher_out, "logits", None),
-        labels=batch.get("labels"),
+        teacher_logits=teacher_logits,
+        labels=labels,
         mlm_logits=student_logits if weights.mlm > 0 else None,
         mlm_labels=batch.get("mlm_labels"),
         student_arc_logits=student_out.arc_logits if parser else None,
@@ -105,6 +109,13 @@ def distill_step_loss(
         heads=batch.get("heads"),
         word_mask=student_out.word_mask if parser else None,
     )
+
+
+def span_logits(out, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(2 x batch, positions): a qa model's start and end scores as rows of logits over the window's
+    positions, padding masked out, for the soft and the hard cross-entropy alike."""
+    logits = torch.stack([out.start_logits, out.end_logits], dim=1).float()
+    return logits.masked_fill(~attention_mask.bool()[:, None, :], torch.finfo(logits.dtype).min).flatten(0, 1)
 
 
 def masked_lm_masker(tokenizer: PreTrainedTokenizerBase, probability: float = 0.15):

@@ -270,9 +270,13 @@ def predict_batches(
     predictions, labels = [], []
     for batch in batches:
         batch = to_device(batch, device)
-        inputs = {key: value for key, value in batch.items() if key not in ("labels", "heads")}
+        inputs = {key: value for key, value in batch.items() if key not in ("labels", "heads", "start_positions", "end_positions")}
         with autocast(device, dtype):
             out = model(**inputs)
+        if "start_positions" in batch:  # a window of a qa task: (start, end), scored as a whole
+            predictions.append(torch.stack([out.start_logits.argmax(-1), out.end_logits.argmax(-1)], dim=1).cpu())
+            labels.append(torch.stack([batch["start_positions"], batch["end_positions"]], dim=1).cpu())
+            continue
         if "heads" in batch:  # a parser: (head, relation) per word, as evaluation.parse_scores reads them
             predictions.extend(predicted_parses(out))
             gold = torch.stack([batch["heads"], batch["labels"]], dim=-1).cpu()

@@ -45,7 +45,7 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
     state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
     lines = [
         f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}"
-        + {"sequence": "", "token": " (token classification)", "parse": " (dependency parsing)"}[sweep.task.kind]
+        + {"sequence": "", "token": " (token classification)", "parse": " (dependency parsing)", "qa": " (question answering)"}[sweep.task.kind]
         + f", source language {sweep.source_lang}",
         f"storage: {paths.experiment} ({state}); artifacts shared under {paths.artifacts}",
         f"pairs ({pairs}): {', '.join(sweep.pairs)}",

@@ -197,6 +197,7 @@ def test_each_pair_of_the_demo_draws_both_depths():
     [
         ("demo.yaml", ["pairs (2): en-zh, en-it", "4 in all", "phase-1 students     up to 4", "student_layers    choice 3, 6"]),
         ("xnli.yaml", ["pairs (14): en-ar, en-bg", "112 in all", "multi-objective", "1 GPU per training phase"]),
+        ("xquad.yaml", ["(question answering)", "pairs (10): en-ar, en-de", "80 in all", "multi-objective", "1 GPU per training phase"]),
         ("wikiann.yaml", ["task unimelb-nlp/wikiann/{lang} (token classification)", "pairs (12): en-ar, en-de", "72 in all", "multi-objective", "1 GPU per training phase"]),
     ],
 )
