@@ -98,13 +98,20 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def json_document(path: Path, text: str) -> Any:
+    """One JSON document; a key given twice in an object is refused (json keeps the last silently).
+    Not JSON: `json.JSONDecodeError`, for the caller to try another layout or say so."""
+    try:
+        return json.loads(text, object_pairs_hook=_object)
+    except _DuplicateKey as repeated:
+        raise UserInputError(f"{path}: key '{repeated}' appears twice in one object") from None
+
+
 def _json_rows(path: Path, text: str, *, lines: bool) -> list[dict[str, Any]]:
     """JSON lines, or (`.json`) a JSON list of objects; a `.json` file of JSON lines is read too."""
     if not lines:
         try:
-            document = json.loads(text, object_pairs_hook=_object)
-        except _DuplicateKey as repeated:
-            raise UserInputError(f"{path}: key '{repeated}' appears twice in one object") from None
+            document = json_document(path, text)
         except json.JSONDecodeError:
             return _json_rows(path, text, lines=True)
         if not isinstance(document, list):

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import datasets
 
-from bistil_ray.data.files import check_readable_file, read_table, read_text
+from bistil_ray.data.files import check_readable_file, json_document, read_table, read_text
 from bistil_ray.errors import UserInputError
 
 QUESTION, CONTEXT, ANSWER_TEXTS, ANSWER_STARTS, QA_ID = "question", "context", "answer_texts", "answer_starts", "id"
@@ -99,9 +99,9 @@ def qa_file(path: Path, question_field: str, context_field: str, answers_field: 
     rows: list = []
     if suffix == ".json":
         try:
-            document = json.loads(read_text(path))
-        except json.JSONDecodeError as error:
-            raise UserInputError(f"{path}: not JSON: {error.msg} (line {error.lineno})") from None
+            document = json_document(path, read_text(path))
+        except json.JSONDecodeError:
+            document = None  # JSON lines, perhaps: read_table says
         if isinstance(document, dict) and "data" in document:
             rows = squad_rows(document, str(path))
     if not rows:

@@ -452,3 +452,57 @@ def test_parse_file(case: TokenCase, kind: str, tmp_path: Path, capfd):
         rows = [(words, heads, [task.label_names[r] for r in relations])
                 for words, heads, relations in zip(train_split["tokens"], train_split["heads"], train_split["tags"])]  # fmt: skip
         assert rows == [(list(w), list(h), list(r)) for w, h, r in case.expected]
+
+
+# --- question-answering files (kind: qa) ---------------------------------------------------------------
+
+QA_FORMATS = ("jsonl", "json")
+GOOD_QUESTIONS = [{"id": "q1", "question": "who lives here?", "context": "Anna lives here.", "answers": {"text": ["Anna"], "answer_start": [0]}}]
+
+
+def qa_file_text(kind: str, rows: list[dict]) -> str:
+    if kind == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    paragraphs = [{"context": row["context"], "qas": [{"id": row["id"], "question": row["question"],
+                   "answers": [{"text": t, "answer_start": s} for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"])]}]}
+                  for row in rows]  # fmt: skip
+    return json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}, ensure_ascii=False)
+
+
+def qa_case(id: str, refused: str | None, rows: list[dict], kinds=QA_FORMATS) -> TokenCase:
+    return TokenCase(id, {kind: refused for kind in kinds}, lambda kind: qa_file_text(kind, rows).encode(), rows)
+
+
+def answered(text: str, start: int, **row) -> list[dict]:
+    return [{**GOOD_QUESTIONS[0], **row, "answers": {"text": [text], "answer_start": [start]}}]
+
+
+QA_CASES = [
+    qa_case("good", None, GOOD_QUESTIONS),
+    TokenCase("utf8_bom", {kind: None for kind in QA_FORMATS}, lambda kind: qa_file_text(kind, GOOD_QUESTIONS).encode("utf-8-sig"), GOOD_QUESTIONS),
+    qa_case("non_ascii_context", None, answered("Zoë", 4, context="Hat Zoë gewonnen?")),
+    TokenCase("empty", {"jsonl": "empty file", "json": "empty file"}, lambda kind: b""),
+    TokenCase("utf16", {kind: "not UTF-8 text" for kind in QA_FORMATS}, lambda kind: qa_file_text(kind, GOOD_QUESTIONS).encode("utf-16")),
+    TokenCase("invalid_bytes", {kind: "not UTF-8 text" for kind in QA_FORMATS}, lambda kind: qa_file_text(kind, answered("caf\xe9", 0, context="caf\xe9")).encode("latin-1")),
+    qa_case("answer_elsewhere", "answer 'lives' is not at offset 0 of its context (found 'Anna ')", answered("lives", 0)),
+    qa_case("offset_past_the_context", "answer 'Anna' has offset 99, not within its context (16 characters)", answered("Anna", 99)),
+    qa_case("unanswerable", "no answer (unanswerable questions are not supported)", [{**GOOD_QUESTIONS[0], "answers": {"text": [], "answer_start": []}}]),
+    qa_case("empty_question", "'question' must be non-empty text", answered("Anna", 0, question=" ")),
+    TokenCase("row_not_an_object", {"jsonl": "line 1: not a JSON object"}, lambda kind: b'["who", "Anna lives here."]\n'),
+    TokenCase("paragraph_without_questions", {"json": "a paragraph without a list of 'qas'"}, lambda kind: b'{"data": [{"paragraphs": [{"context": "x"}]}]}'),
+    TokenCase("key_twice", {"json": "key 'context' appears twice in one object"},
+              lambda kind: b'{"data": [{"paragraphs": [{"context": "a", "context": "b", "qas": []}]}]}'),
+]
+QA_PARAMS = [pytest.param(case, kind, id=f"{case.id}-{kind}") for case in QA_CASES for kind in QA_FORMATS if kind in case.refused]
+
+
+@pytest.mark.parametrize("case, kind", QA_PARAMS)
+def test_qa_file(case: TokenCase, kind: str, tmp_path: Path, capfd):
+    train = tmp_path / f"train.{kind}"
+    train.write_bytes(case.make(kind))
+    settings = sweep_settings(tmp_path / "inputs", train)
+    settings["task"]["files"]["kind"] = "qa"
+    task = refused_or_loaded(tmp_path, settings, capfd, train, case.refused[kind])
+    if task is not None:
+        assert task.source_train["answer_texts"] == [row["answers"]["text"] for row in case.expected]
+        assert task.source_train["context"] == [row["context"] for row in case.expected]
