@@ -298,10 +298,12 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
 # --- scoring ----------------------------------------------------------------------------------------
 
 
-def correctness(model, tokenizer, dataset, fields: list[str], max_length: int, heads_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def correctness(model, tokenizer, dataset, fields: list[str], max_length: int, heads_only: bool = False,
+                trees: bool = False) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """Whether each example is right (each word of a token task; of a parse task, its head and
-    relation, or with `heads_only` its head: LAS's and UAS's units), and each sentence's word count."""
-    predicted, gold = predict(model, tokenizer, dataset, fields, max_length=max_length), gold_labels(dataset)
+    relation, or with `heads_only` its head: LAS's and UAS's units; `trees`: decoded as well-formed
+    trees), and each sentence's word count."""
+    predicted, gold = predict(model, tokenizer, dataset, fields, max_length=max_length, trees=trees), gold_labels(dataset)
     if not isinstance(predicted, list):
         return predicted == gold, None
     if predicted and predicted[0].ndim == 2:  # (head, relation) per word
@@ -323,6 +325,17 @@ def score(model, tokenizer, inputs: Inputs, source: float | None = None) -> tupl
     return correct, units, source, validation
 
 
+def parse_figures(model, tokenizer, inputs: Inputs) -> dict[str, float]:
+    """A parser's target UAS, and its LAS and UAS with heads decoded as well-formed trees: does the
+    tree constraint change the scores?"""
+    fields, max_length = list(inputs.task.text_fields), inputs.run.phase2.max_length
+
+    def share(heads_only: bool, trees: bool) -> float:
+        return float(correctness(model, tokenizer, inputs.target_test, fields, max_length, heads_only, trees)[0].mean())
+
+    return {"target_uas": share(True, False), "target_tree_las": share(False, True), "target_tree_uas": share(True, True)}
+
+
 def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, extra: dict, source: float | None = None) -> Scored:
     correct, units, source, validation = score(model, tokenizer, inputs, source)
     row = {
@@ -334,9 +347,7 @@ def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, 
         "source_score": source,
         "target_validation_score": validation,
         "test_examples": int(correct.size if units is None else units.size),
-        **({"target_uas": float(correctness(model, tokenizer, inputs.target_test, list(inputs.task.text_fields),
-                                            inputs.run.phase2.max_length, heads_only=True)[0].mean())}
-           if inputs.task.kind == "parse" else {}),  # fmt: skip
+        **(parse_figures(model, tokenizer, inputs) if inputs.task.kind == "parse" else {}),
         "layers": model.config.num_hidden_layers,
         "vocab_size": len(tokenizer),
         "params": count_parameters(model),

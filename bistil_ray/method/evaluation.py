@@ -33,7 +33,7 @@ from bistil_ray.data.qa import ANSWER_STARTS, ANSWER_TEXTS
 from bistil_ray.data.tasks import HEADS, TAGS
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.batching import collate, context_offsets, encode_questions, encode_words, first_subword_positions, tokenize_parsed
-from bistil_ray.method.parser import BiaffineParser, predicted_parses
+from bistil_ray.method.parser import BiaffineParser, predicted_parses, tree_parses
 from bistil_ray.method.training import autocast
 
 THROUGHPUT_BATCH_SIZE = 32
@@ -210,10 +210,12 @@ def predict(
     max_length: int = 128,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> np.ndarray | list[np.ndarray]:
+    trees: bool = False,
+) -> np.ndarray | list[np.ndarray] | list[str]:
     """Predicted label ids in dataset order, computed on `device` (matrix products in `dtype`); for a
     token task (a dataset of pre-split `tokens`), one array per sentence with an id per word, read at
-    each word's first sub-word (a word cut off by `max_length` gets the "O" tag, or id 0).
+    each word's first sub-word (a word cut off by `max_length` gets the "O" tag, or id 0); for a
+    parser, (head, relation) per word (`trees`: well-formed trees); for a qa task, each answer.
 
     Examples are batched longest first so each batch pads to nearly its own length, then the
     predictions are put back in the original order.
@@ -223,7 +225,7 @@ def predict(
     if len(dataset) == 0:
         return np.zeros(0, dtype=np.int64)
     if isinstance(model, BiaffineParser):
-        return _predict_parses(model, tokenizer, columns[0], batch_size, max_length, device, dtype)
+        return _predict_parses(model, tokenizer, columns[0], batch_size, max_length, device, dtype, trees)
     if ANSWER_STARTS in dataset.column_names:
         return _predict_answers(model, tokenizer, columns[0], columns[1], batch_size, max_length, device, dtype)
     if token_task:
@@ -257,9 +259,9 @@ def predict(
 
 
 def _predict_parses(parser: BiaffineParser, tokenizer, words: list[list[str]], batch_size: int, max_length: int,
-                    device: str | torch.device, dtype: torch.dtype) -> list[np.ndarray]:  # fmt: skip
-    """Per sentence, (words, 2): each word's predicted head and relation id; a word cut off by
-    `max_length` gets the root and relation 0."""
+                    device: str | torch.device, dtype: torch.dtype, trees: bool) -> list[np.ndarray]:  # fmt: skip
+    """Per sentence, (words, 2): each word's predicted head and relation id (with `trees`, heads that
+    form a well-formed tree); a word cut off by `max_length` gets the root and relation 0."""
     examples = tokenize_parsed(tokenizer, words, None, None, max_length)
     order = np.argsort([-len(example["input_ids"]) for example in examples], kind="stable")
     parses: list = [None] * len(words)
@@ -268,7 +270,10 @@ def _predict_parses(parser: BiaffineParser, tokenizer, words: list[list[str]], b
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             batch = collate([examples[i] for i in indices], tokenizer.pad_token_id)
-            out = parser(**{key: value.to(device) for key, value in batch.items()})
+            inputs = {key: value.to(device) for key, value in batch.items()}
+            out = parser(**inputs)
+            if trees:
+                out = tree_parses(parser, inputs, out)
             for index, parse in zip(indices, predicted_parses(out)):
                 whole = np.zeros((len(words[index]), 2), dtype=np.int64)
                 whole[: len(parse)] = parse

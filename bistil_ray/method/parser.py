@@ -4,7 +4,7 @@ Each word is read at its first sub-word that carries text (`batching.first_subwo
 root at the encoder's first position (its [CLS] or <s>). Two small MLPs give every word a
 representation as a dependent and one as a head; a biaffine product scores every (dependent, head)
 pair, and a bilinear classifier scores the relation of a dependent with a given head. A word's head
-is the highest-scoring one (`predicted_heads`; `maximum_spanning_tree` decodes well-formed trees).
+is the highest-scoring one; `tree_heads` decodes well-formed trees instead (Chu-Liu-Edmonds).
 
 Saved, a parser is a plain Hugging Face encoder directory (`AutoModel` loads it alone) with two files
 beside it: `bistil_parser.json` (the relation names and the MLP sizes) and
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import networkx as nx
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -180,14 +181,18 @@ class BiaffineParser(nn.Module):
         return ParserOutput(loss, arc_logits, logits, label_heads, word_starts > 0, out.hidden_states, out.attentions)
 
     @torch.inference_mode()
-    def parse(self, tokenizer, words: Sequence[str], max_length: int = 128) -> tuple[list[int], list[str]]:
-        """One pre-split sentence: each word's head (0: the root) and relation name."""
+    def parse(self, tokenizer, words: Sequence[str], max_length: int = 128, tree: bool = False) -> tuple[list[int], list[str]]:
+        """One pre-split sentence: each word's head (0: the root) and relation name; with `tree`, heads
+        that form a well-formed tree (`tree_heads`), the relations scored at them."""
         from bistil_ray.method.batching import collate, tokenize_parsed
 
         example = tokenize_parsed(tokenizer, [list(words)], None, None, max_length)[0]
         batch = collate([example], tokenizer.pad_token_id)
         device = next(self.parameters()).device
-        out = self(**{key: value.to(device) for key, value in batch.items()})
+        inputs = {key: value.to(device) for key, value in batch.items()}
+        out = self(**inputs)
+        if tree:
+            out = tree_parses(self, inputs, out)
         heads = np.zeros(len(words), dtype=np.int64)
         relations = np.zeros(len(words), dtype=np.int64)
         kept = len(example["word_starts"])
@@ -220,3 +225,43 @@ def predicted_parses(out: ParserOutput) -> list[np.ndarray]:
     for heads, labels, real in zip(out.label_heads.cpu(), relations.cpu(), out.word_mask.cpu()):
         parses.append(np.stack([heads[real].numpy(), labels[real].numpy()], axis=1))
     return parses
+
+
+def tree_parses(parser: "BiaffineParser", inputs: dict[str, Tensor], out: ParserOutput) -> ParserOutput:
+    """`out` with each sentence's heads made a well-formed tree (`tree_heads`) and its relations scored
+    at them (the encoder runs again)."""
+    heads = torch.full_like(out.label_heads, IGNORE_INDEX)
+    for row, real in enumerate(out.word_mask):
+        kept = int(real.sum())
+        heads[row, :kept] = torch.tensor(tree_heads(out.arc_logits[row, :kept, : kept + 1]), device=heads.device)
+    return parser(**inputs, heads=heads)
+
+
+def is_tree(heads: Sequence[int]) -> bool:
+    """Whether `heads` (1-based, 0 the root) reach the root from every word, with no cycle."""
+    for start in range(1, len(heads) + 1):
+        seen, word = set(), start
+        while word != 0:
+            if word in seen:
+                return False
+            seen.add(word)
+            word = heads[word - 1]
+    return True
+
+
+def tree_heads(arc_logits: Tensor) -> list[int]:
+    """(words, 1 + words) arc scores of one sentence -> the highest-scoring well-formed tree's heads:
+    the greedy heads where they already form one, else the maximum spanning arborescence rooted at 0
+    (Chu-Liu-Edmonds) over each word's log-probabilities of its heads."""
+    scores = torch.log_softmax(arc_logits.float(), dim=-1).cpu().numpy()
+    greedy = scores.argmax(-1).tolist()
+    if is_tree(greedy):
+        return greedy
+    graph = nx.DiGraph()
+    words = scores.shape[0]
+    for word in range(1, words + 1):
+        for head in range(words + 1):
+            if head != word and np.isfinite(scores[word - 1, head]):
+                graph.add_edge(head, word, weight=float(scores[word - 1, head]))
+    tree = nx.maximum_spanning_arborescence(graph)
+    return [next(iter(tree.predecessors(word))) for word in range(1, words + 1)]

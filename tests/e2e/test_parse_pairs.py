@@ -66,7 +66,7 @@ def test_the_claims_bench_scores_a_parse_task_by_las(tmp_path: Path):
     rows = pq.read_table(out / "claims-train.parquet").to_pylist()
     assert {row["model"] for row in rows} == {"teacher:full", "trimmed_teacher", "bistil", "no_phase1"}
     for row in rows:
-        assert 0 <= row["target_score"] <= row["target_uas"] <= 1
+        assert 0 <= row["target_score"] <= row["target_uas"] <= 1 and 0 <= row["target_tree_las"] <= row["target_tree_uas"] <= 1
         assert row["test_examples"] == 12 and len(row["correct"]) == 12 * len(TREE[0])  # sentences drawn, words scored
     record = json.loads((out / "claims-train.json").read_text())
     assert record["settings"]["metric"] == "las" and "bistil > no_phase1" in [claim["claim"] for claim in record["claims"]]

@@ -20,7 +20,7 @@ from bistil_ray.data.tasks import load_task
 from bistil_ray.data.ud import SHARED_UD_FOLDER
 from bistil_ray.method.evaluation import gold_labels, predict
 from bistil_ray.method.export import load_exported
-from bistil_ray.method.parser import BiaffineParser
+from bistil_ray.method.parser import BiaffineParser, is_tree
 from bistil_ray.run import main as run_main
 
 pytestmark = pytest.mark.skipif(not SHARED_UD_FOLDER.is_dir(), reason=f"no UD treebanks at {SHARED_UD_FOLDER}")
@@ -60,6 +60,7 @@ def test_a_real_ud_slice_parses_end_to_end_and_the_student_reloads(tmp_path: Pat
     test = task.target_test["de"]
     trees = predict(parser, tokenizer, test, ["tokens"])
     assert [t.tolist() for t in trees] == [t.tolist() for t in predict(ours, tokenizer, test, ["tokens"])]
+    assert all(is_tree(tree[:, 0].tolist()) for tree in predict(parser, tokenizer, test, ["tokens"], trees=True))
     first = test[0]["tokens"]
     heads, relations = parser.parse(tokenizer, first)
     assert heads == trees[0][:, 0].tolist() and relations == [task.label_names[i] for i in trees[0][:, 1]]

@@ -114,3 +114,16 @@ def test_a_dataset_of_the_hubs_ud_schema_is_a_parse_task(tmp_path: Path):
     broken = ud_shaped_dataset(tmp_path / "broken", [{"tokens": ["a", "b"], "head": ["0", "5"], "deprel": ["root", "dep"]}])
     with pytest.raises(UserInputError, match=r"de_gsd\] test: sentence 1: word 2's head '5'"):
         load_task(TaskSpec(hub=broken), "en", ["de"])
+
+
+def test_tree_decoding_breaks_a_cycle_with_the_best_tree_and_keeps_a_tree_it_is_given():
+    from bistil_ray.method.parser import is_tree, tree_heads
+
+    scores = torch.full((3, 4), -5.0)  # words 1-3; candidates: the root, words 1-3
+    scores[0, 2], scores[1, 1], scores[2, 0] = 5.0, 5.0, 5.0  # 1 <- 2, 2 <- 1: a cycle; 3 <- root
+    scores[0, 3], scores[1, 3] = 4.0, 1.0  # the cheapest way out: 1 <- 3
+    assert not is_tree(scores.argmax(-1).tolist())
+    heads = tree_heads(scores)
+    assert is_tree(heads) and heads == [3, 1, 0]
+    scores[0, 2], scores[0, 3] = -5.0, 5.0
+    assert tree_heads(scores) == scores.argmax(-1).tolist() == [3, 1, 0]
