@@ -38,6 +38,11 @@ class SweepPaths:
         return self.experiment / "sweep.json"
 
     @property
+    def optuna_journal(self) -> Path:
+        """Every pair's Optuna study, in Optuna's own journal storage: `optuna-dashboard` opens it."""
+        return self.experiment / "optuna.journal"
+
+    @property
     def trials_table(self) -> Path:
         return self.experiment / "trials.parquet"
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from pathlib import Path
 from typing import Any
 
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
@@ -38,17 +41,26 @@ def pair_seed(seed: int, target_lang: str) -> int:
     return zlib.crc32(f"{seed}:{target_lang}".encode()) & 0x7FFFFFFF
 
 
-class PairwiseSearch(Searcher):
-    """`trials_per_pair` trials for each target language, each pair with its own Optuna study."""
+def journal_storage(path: Path) -> JournalStorage:
+    """Optuna's journal storage in one file: no database server, safe on a shared filesystem (it
+    appends under a file lock), and what `optuna-dashboard <path>` opens."""
+    return JournalStorage(JournalFileBackend(str(path)))
 
-    def __init__(self, sweep: SweepConfig):
+
+class PairwiseSearch(Searcher):
+    """`trials_per_pair` trials for each target language, each pair with its own Optuna study, kept
+    in memory or, given `journal`, in that Optuna journal file (study `<sweep name>-<target>`)."""
+
+    def __init__(self, sweep: SweepConfig, journal: Path | None = None):
         metric, mode = objective_metrics(sweep)
         super().__init__(metric=metric, mode=mode)
         space = optuna_space(sweep.dimensions())
         self.trials_per_pair = sweep.trials_per_pair
+        storage = journal_storage(journal) if journal is not None else None
         self.studies = {
             target: OptunaSearch(
-                space, metric=metric, mode=mode, seed=pair_seed(sweep.seed, target), study_name=f"{sweep.name}-{target}"
+                space, metric=metric, mode=mode, seed=pair_seed(sweep.seed, target), study_name=f"{sweep.name}-{target}",
+                storage=storage,
             )
             for target in sweep.target_langs
         }
@@ -72,6 +84,8 @@ class PairwiseSearch(Searcher):
         # One that failed deterministically reports its error as its result: a failed trial to Optuna.
         final = result if result and result.get("completed") else None
         failed = error or bool(result and result.get("error"))
+        # A trial the journal already saw end (a driver killed before Tune checkpointed this searcher
+        # runs it again) keeps its first end: OptunaSearch logs Optuna's refusal and goes on.
         self.studies[self.pair_of_trial[trial_id]].on_trial_complete(trial_id, final, error=failed)
 
     def save(self, checkpoint_path: str) -> None:
@@ -139,7 +153,7 @@ def build_tuner(
     return tune.Tuner(
         trainable(context),
         tune_config=tune.TuneConfig(
-            search_alg=PairwiseSearch(sweep),
+            search_alg=PairwiseSearch(sweep, paths.optuna_journal),
             scheduler=PairwiseAsha(sweep) if sweep.scheduler == "asha" else None,
             num_samples=sweep.total_trials,
             max_concurrent_trials=concurrency,

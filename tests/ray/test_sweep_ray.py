@@ -10,6 +10,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.results import read_rows
@@ -59,7 +61,12 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
     state = pickle.loads(next(paths.experiment.glob("searcher-state-*.pkl")).read_bytes())
     studies = {target: search._ot_study for target, search in state["studies"].items()}
     assert set(studies) == {"de", "it"}
+    # The same studies in Optuna's journal inside the sweep folder, as optuna-dashboard reads it.
+    journal = JournalStorage(JournalFileBackend(str(paths.optuna_journal)))
+    assert sorted(optuna.get_all_study_names(storage=journal)) == ["wiring-de", "wiring-it"]
     for target, study in studies.items():
+        stored = optuna.load_study(study_name=f"wiring-{target}", storage=journal)
+        assert [(t.params, t.values, t.state) for t in stored.trials] == [(t.params, t.values, t.state) for t in study.trials]
         assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
         densities = sorted(trial.params["density"] for trial in study.trials)
         assert densities == sorted(row["density"] for row in rows if row["target_lang"] == target)

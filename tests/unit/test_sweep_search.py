@@ -99,3 +99,29 @@ def test_the_task_teacher_trains_on_the_cpus_of_every_concurrent_trial():
     assert (wide.workers, wide.cpus_per_worker) == (2, 4)
     gpus = ResourcesConfig(workers_per_trial=1, use_gpu=True, cpus_per_worker=1, gpus_per_worker=1)
     assert task_teacher_group(gpus, 4, [{"CPU": 16.0, "GPU": 4.0}]).cpus_per_worker == 1
+
+
+def test_every_pairs_study_is_kept_in_an_optuna_journal_that_optuna_reads_back(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "optuna.journal"
+    search = PairwiseSearch(search_sweep(["de", "fr"]), journal)
+    suggestions = [search.suggest(f"t{index}") for index in range(3)]
+    search.on_trial_complete("t0", {"objective_score": 0.7, "completed": True})  # de
+    search.on_trial_complete("t1", {"objective_score": 0.4})  # fr, stopped early
+    search.save(str(tmp_path / "state.pkl"))  # t2 (de) still running
+    search.on_trial_complete("t2", None, error=True)
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    assert sorted(optuna.get_all_study_names(storage=storage)) == ["s-de", "s-fr"]
+    de = optuna.load_study(study_name="s-de", storage=storage)
+    assert [trial.state for trial in de.trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
+    assert de.trials[0].value == 0.7 and de.trials[0].params["density"] == suggestions[0]["density"]
+    assert optuna.load_study(study_name="s-fr", storage=storage).trials[0].state == TRIAL_STATE.PRUNED
+
+    # A driver killed after t2 ended but before its searcher was checkpointed: t2 runs again.
+    restored = PairwiseSearch(search_sweep(["de", "fr"]), journal)
+    restored.restore(str(tmp_path / "state.pkl"))
+    restored.on_trial_complete("t2", {"objective_score": 0.9, "completed": True})
+    assert [trial.state for trial in optuna.load_study(study_name="s-de", storage=storage).trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
