@@ -77,7 +77,11 @@ class PairwiseSearch(Searcher):
         return {"target_lang": target, **self.studies[target].suggest(trial_id)}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Intermediate results go to the scheduler only: OptunaSearch runs no Optuna pruner."""
+        """An intermediate score goes to the pair's study as an intermediate value, for its curves
+        (no Optuna pruner runs: stopping is the scheduler's). Optuna keeps none for several
+        objectives, so a multi-objective study gets none."""
+        if isinstance(self.metric, str) and self.metric in result:
+            self.studies[self.pair_of_trial[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         # A trial stopped early has no final result; telling Optuna nothing makes it a pruned trial.
