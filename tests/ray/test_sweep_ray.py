@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import struct
 from pathlib import Path
 
 import optuna
@@ -18,6 +19,20 @@ from bistil_ray.orchestration.results import read_rows
 from bistil_ray.results_schema import TRIALS_SCHEMA
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from sweep_fakes import fake_pipeline, small_teacher
+
+def event_tags(path: Path) -> set[str]:
+    """The summary tags of a TensorBoard event file: TFRecord framing (length, its CRC, the record,
+    its CRC) around Event protos, read with tensorboardX's protobuf classes."""
+    from tensorboardX.proto import event_pb2
+
+    data, offset, tags = path.read_bytes(), 0, set()
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+        tags.update(value.tag for value in event.summary.value)
+        offset += 12 + length + 4
+    return tags
+
 
 @pytest.mark.timeout(600)
 def test_two_pairs_two_trials_each(tmp_path, cluster):
@@ -70,4 +85,8 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
         assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
         densities = sorted(trial.params["density"] for trial in study.trials)
         assert densities == sorted(row["density"] for row in rows if row["target_lang"] == target)
+    # TensorBoard's event files, one per trial inside the sweep folder (Ray's default logger), with
+    # each evaluation's objective as a curve: `tensorboard --logdir <storage>/<sweep>` shows them.
+    for trial_dir in paths.experiment.glob("trial-*"):
+        assert "ray/tune/objective_score" in event_tags(next(trial_dir.glob("events.out.tfevents.*")))
     print("trial_seconds:", sorted(round(row["trial_seconds"], 1) for row in rows))
