@@ -9,12 +9,15 @@ pair, so a trial is only ever stopped in favour of trials of the same pair.
 
 from __future__ import annotations
 
+import math
 import pickle
 import zlib
 from pathlib import Path
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
+from optuna.trial import TrialState
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
 from ray.tune.experiment import Trial
@@ -80,8 +83,14 @@ class PairwiseSearch(Searcher):
         """An intermediate score goes to the pair's study as an intermediate value, for its curves
         (no Optuna pruner runs: stopping is the scheduler's). Optuna keeps none for several
         objectives, so a multi-objective study gets none."""
-        if isinstance(self.metric, str) and self.metric in result:
+        score = result.get(self.metric) if isinstance(self.metric, str) else None
+        # A failed trial's report holds no score (None): nothing to keep.
+        if not (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)):
+            return
+        try:
             self.studies[self.pair_of_trial[trial_id]].on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            pass  # the journal saw this trial end before a killed driver was resumed: its first end stands
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         # A trial stopped early has no final result; telling Optuna nothing makes it a pruned trial.
@@ -99,6 +108,19 @@ class PairwiseSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as handle:
             self.__dict__.update(pickle.load(handle))
+        for study in self.studies.values():
+            abandon_orphans(study)
+
+
+def abandon_orphans(study: OptunaSearch) -> None:
+    """Mark FAIL each trial the journal holds as running but this restored searcher does not know: a
+    killed driver asked for it after its last checkpoint, and Tune runs that trial again under a new
+    Optuna trial. (OptunaSearch keeps its study and trials in private attributes.)"""
+    known = {trial._trial_id for trial in study._ot_trials.values()}
+    storage = study._ot_study._storage
+    for trial in study._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in known:
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
 class PairwiseAsha(FIFOScheduler):

@@ -163,13 +163,17 @@ def test_a_sweep_killed_twice_resumes_to_every_trial_once(tmp_path, cluster):
         assert finished and not [step for step in steps[run["last_step"] :] if step[1] in finished]
     assert all(any(step == ("phase2", trial) for step in steps) for _, trial in steps)
 
-    # Each pair's Optuna study came back with its trials: trials_per_pair of them, all complete.
+    # Each pair's Optuna study came back with its trials: trials_per_pair of them complete.
     newest = max(paths.experiment.glob("searcher-state-*.pkl"))  # named by the driver's start time
     studies = {target: search._ot_study for target, search in pickle.loads(newest.read_bytes())["studies"].items()}
     assert set(studies) == {"de", "it"}
     for target, study in studies.items():
-        assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * sweep.trials_per_pair
-        densities = sorted(trial.params["density"] for trial in study.trials)
+        # Every trial completed once; one a killed driver had asked for and never ran is FAIL in the journal.
+        states = [trial.state for trial in study.trials]
+        assert states.count(optuna.trial.TrialState.COMPLETE) == sweep.trials_per_pair
+        assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL}
+        completed = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+        densities = sorted(trial.params["density"] for trial in completed)
         assert densities == sorted(row["density"] for row in rows if row["target_lang"] == target)
     print("rows at each kill:", [len(run["rows"]) for run in runs[:2]])
     print("seconds at each driver's end:", [round(run["seconds"]) for run in runs])

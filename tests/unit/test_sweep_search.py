@@ -123,6 +123,7 @@ def test_every_pairs_study_is_kept_in_an_optuna_journal_that_optuna_reads_back(t
     # A driver killed after t2 ended but before its searcher was checkpointed: t2 runs again.
     restored = PairwiseSearch(search_sweep(["de", "fr"]), journal)
     restored.restore(str(tmp_path / "state.pkl"))
+    restored.on_trial_result("t2", {"objective_score": 0.9, "training_iteration": 1})
     restored.on_trial_complete("t2", {"objective_score": 0.9, "completed": True})
     assert [trial.state for trial in optuna.load_study(study_name="s-de", storage=storage).trials] == [TRIAL_STATE.COMPLETE, TRIAL_STATE.FAIL]
 
@@ -133,5 +134,6 @@ def test_a_single_objective_study_keeps_each_trials_intermediate_scores(tmp_path
     for iteration, score in ((1, 0.5), (2, 0.6)):
         search.on_trial_result("t0", {"objective_score": score, "training_iteration": iteration})
     search.on_trial_result("t0", {"training_iteration": 3})  # a report without a score: nothing to keep
+    search.on_trial_result("t0", {"objective_score": None, "training_iteration": 4})  # a failed trial's
     search.on_trial_complete("t0", {"objective_score": 0.6, "completed": True})
     assert search.studies["de"]._ot_study.trials[0].intermediate_values == {1: 0.5, 2: 0.6}
