@@ -298,18 +298,14 @@ def earlier_results(out: Path, task_name: str, settings: dict) -> tuple[list["Sc
 # --- scoring ----------------------------------------------------------------------------------------
 
 
-def correctness(model, tokenizer, dataset, fields: list[str], max_length: int, heads_only: bool = False,
-                trees: bool = False) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+def correctness(model, tokenizer, dataset, fields: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Whether each example is right (each word of a token task; of a parse task, its head and
-    relation, or with `heads_only` its head: LAS's and UAS's units; `trees`: decoded as well-formed
-    trees), and each sentence's word count."""
-    predicted, gold = predict(model, tokenizer, dataset, fields, max_length=max_length, trees=trees), gold_labels(dataset)
+    relation: LAS's unit), and each sentence's word count."""
+    predicted, gold = predict(model, tokenizer, dataset, fields, max_length=max_length), gold_labels(dataset)
     if not isinstance(predicted, list):
         return predicted == gold, None
-    if predicted and predicted[0].ndim == 2:  # (head, relation) per word
-        predicted, gold = ([tree[:, :1] if heads_only else tree for tree in trees] for trees in (predicted, gold))
-        return np.concatenate([(p == g).all(axis=1) for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
-    return np.concatenate([p == g for p, g in zip(predicted, gold)]), np.array([len(g) for g in gold])
+    right = [(p == g).all(axis=1) if p.ndim == 2 else p == g for p, g in zip(predicted, gold)]
+    return np.concatenate(right), np.array([len(g) for g in gold])
 
 
 def score(model, tokenizer, inputs: Inputs, source: float | None = None) -> tuple[np.ndarray, np.ndarray | None, float, float | None]:
@@ -327,13 +323,16 @@ def score(model, tokenizer, inputs: Inputs, source: float | None = None) -> tupl
 
 def parse_figures(model, tokenizer, inputs: Inputs) -> dict[str, float]:
     """A parser's target UAS, and its LAS and UAS with heads decoded as well-formed trees: does the
-    tree constraint change the scores?"""
-    fields, max_length = list(inputs.task.text_fields), inputs.run.phase2.max_length
-
-    def share(heads_only: bool, trees: bool) -> float:
-        return float(correctness(model, tokenizer, inputs.target_test, fields, max_length, heads_only, trees)[0].mean())
-
-    return {"target_uas": share(True, False), "target_tree_las": share(False, True), "target_tree_uas": share(True, True)}
+    tree constraint change the scores? One prediction per decoding."""
+    fields, max_length, gold = list(inputs.task.text_fields), inputs.run.phase2.max_length, gold_labels(inputs.target_test)
+    figures = {}
+    for trees, prefix in ((False, "target"), (True, "target_tree")):
+        predicted = predict(model, tokenizer, inputs.target_test, fields, max_length=max_length, trees=trees)
+        right = np.concatenate([p == g for p, g in zip(predicted, gold)])  # (words, head and relation)
+        figures[f"{prefix}_uas"] = float(right[:, 0].mean())
+        if trees:
+            figures["target_tree_las"] = float(right.all(axis=1).mean())
+    return figures
 
 
 def scored(model_name: str, seed: int | None, model, tokenizer, inputs: Inputs, extra: dict, source: float | None = None) -> Scored:
