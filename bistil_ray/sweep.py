@@ -32,7 +32,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}", description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="sweep YAML")
     parser.add_argument("--storage", default="results", help="a folder (or file:// URI) all nodes see; default: results")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted sweep of this name, or extend a finished one whose trials_per_pair was raised",
+    )
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     parser.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     parser.add_argument(
@@ -53,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = SweepPaths(storage_root(args.storage), sweep.name)
         if args.dashboard_host and args.address:
             raise UserInputError("--dashboard-host: the cluster's dashboard is set by `ray start --dashboard-host`")
-        check_inputs(sweep, paths, resume=args.resume, dry_run=args.dry_run, local_cluster=args.address is None)
+        start = check_inputs(sweep, paths, resume=args.resume, dry_run=args.dry_run, local_cluster=args.address is None)
         if args.dry_run:
-            print(describe_plan(sweep, paths))
+            print(describe_plan(sweep, paths, start))
             return 0
         from bistil_ray.orchestration.driver import run_sweep
         from bistil_ray.orchestration.live_view import summary_table

@@ -43,10 +43,11 @@ def run_sweep(
     live: bool = True,
     dashboard_host: str = "127.0.0.1",
 ) -> list[dict[str, Any]]:
-    """Run the sweep (or resume it) to the end; returns the rows of `trials.parquet`."""
+    """Run the sweep (or resume it, or extend it when `trials_per_pair` was raised) to the end;
+    returns the rows of `trials.parquet`."""
     started = time.time()  # the sweep's wall time includes fingerprinting and starting Ray
     sweep = sweep.with_absolute_paths()
-    check_storage(sweep, paths, resume)
+    start = check_storage(sweep, paths, resume)
     fingerprints = Fingerprints.of(sweep, sweep.target_langs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dashboard = start_ray(sweep.resources, address, dashboard_host)
@@ -59,14 +60,15 @@ def run_sweep(
         board = ProgressBoard.options(name=board_name(sweep.name)).remote()
         teacher_group = task_teacher_group(sweep.resources, concurrency, nodes)
         context = TrialContext(sweep, paths, fingerprints, pipeline, teacher_group)
-        if resume:
+        if start.mode == "resume":
             # The killed driver's half-written students are unreachable: no writer is alive now.
             if paths.students.exists():
                 remove_stale_temporaries(paths.students)
             tuner = restore_tuner(paths, context)
         else:
             atomic_write_text(paths.config_snapshot, sweep.model_dump_json(indent=1))
-            tuner = build_tuner(sweep, paths, context, concurrency, callbacks(sweep, paths, live))
+            earlier = start.earlier_trials_per_pair
+            tuner = build_tuner(sweep, paths, context, concurrency, callbacks(sweep, paths, live, earlier), earlier)
         with driver_session(paths, started):
             tuner.fit()
         ray.kill(board)
@@ -87,7 +89,7 @@ def export_best_students(paths: SweepPaths, *, int8: bool) -> None:
             console.print(f"{row['source_lang']}-{row['target_lang']}: best student exported to {graphs['float32'].parent}")
 
 
-def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool) -> list[tune.Callback]:
+def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool, earlier_trials_per_pair: int) -> list[tune.Callback]:
     constants = {
         "sweep": sweep.name,
         "source_lang": sweep.source_lang,
@@ -97,7 +99,8 @@ def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool) -> list[tune.Ca
     writer = ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students)
     if not live:
         return [writer]
-    return [writer, LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, sweep.trials_per_pair)]
+    planned = sweep.trials_per_pair - earlier_trials_per_pair  # the trials this Tune run adds
+    return [writer, LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, planned)]
 
 
 def start_ray(resources: ResourcesConfig, address: str | None, dashboard_host: str) -> str | None:

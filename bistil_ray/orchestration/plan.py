@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.preflight import SweepStart
 from bistil_ray.orchestration.search_space import DIMENSIONS
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.steps import PHASE1_STUDENT, TASK_TEACHER, VOCABULARY, Step, sections_behind
@@ -26,7 +27,15 @@ def artifacts_per_pair(sweep: SweepConfig, step: Step) -> tuple[int, bool]:
     return min(combinations, sweep.trials_per_pair), combinations == 1
 
 
-def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
+def storage_state(paths: SweepPaths, start: SweepStart) -> str:
+    if start.mode == "extend":
+        return f"exists, {start.earlier_trials_per_pair} trials per pair ended: --resume extends it"
+    if start.mode == "resume":
+        return "exists: --resume continues it"
+    return "exists: use --resume to continue it" if paths.experiment.exists() else "new"
+
+
+def describe_plan(sweep: SweepConfig, paths: SweepPaths, start: SweepStart = SweepStart("new")) -> str:
     pairs = len(sweep.target_langs)
     resources = sweep.resources
     per_worker = f"{resources.cpus_per_worker:g} CPU"
@@ -42,12 +51,11 @@ def describe_plan(sweep: SweepConfig, paths: SweepPaths) -> str:
     dimensions = sweep.dimensions()
     recipes = dimensions["teacher_method"].values()
     teacher_steps = ", ".join(f"{recipe} {sweep.task_teacher.resolved(recipe).steps} steps" for recipe in recipes)
-    state = "exists: use --resume to continue it" if paths.experiment.exists() else "new"
     lines = [
         f"sweep '{sweep.name}': teacher {sweep.teacher}, task {sweep.task.name}"
         + {"sequence": "", "token": " (token classification)", "parse": " (dependency parsing)", "qa": " (question answering)"}[sweep.task.kind]
         + f", source language {sweep.source_lang}",
-        f"storage: {paths.experiment} ({state}); artifacts shared under {paths.artifacts}",
+        f"storage: {paths.experiment} ({storage_state(paths, start)}); artifacts shared under {paths.artifacts}",
         f"pairs ({pairs}): {', '.join(sweep.pairs)}",
         f"trials: {sweep.trials_per_pair} per pair, {sweep.total_trials} in all; one seeded Optuna TPE study per pair",
         f"objective: maximise {sweep.objective.score}"

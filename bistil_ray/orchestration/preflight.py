@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -22,21 +25,34 @@ from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 
 
-def check_inputs(sweep: SweepConfig, paths: SweepPaths, *, resume: bool, dry_run: bool, local_cluster: bool) -> None:
-    """Raise `UserInputError` for the first problem found. `dry_run`: no hub look-ups and no
+def check_inputs(
+    sweep: SweepConfig, paths: SweepPaths, *, resume: bool, dry_run: bool, local_cluster: bool
+) -> SweepStart:
+    """Raise `UserInputError` for the first problem found; else say how the run would start. `dry_run`: no hub look-ups and no
     machine check (the plan may be for another machine); `local_cluster`: the sweep starts its own
     Ray on this machine rather than joining one."""
     check_output_folder(paths.storage, "--storage")
     check_output_folder(paths.experiment, f"sweep {sweep.name} under --storage")
-    check_storage(sweep, paths, resume)
+    start = check_storage(sweep, paths, resume)
     check_teacher(sweep.teacher, trust_remote_code=sweep.trust_remote_code, reach_hub=not dry_run)
     check_task_and_corpora(sweep)
     if local_cluster and not dry_run:
         check_fits_machine(sweep.resources, machine_resources())
+    return start
 
 
-def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:
-    """A new sweep must not overwrite an old one; a resumed one must be the sweep that started."""
+@dataclass(frozen=True)
+class SweepStart:
+    """How a run of the driver starts: a new sweep, the interrupted one resumed (Tune's state
+    restored), or a finished one extended by new trials (`earlier_trials_per_pair` kept)."""
+
+    mode: Literal["new", "resume", "extend"]
+    earlier_trials_per_pair: int = 0
+
+
+def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> SweepStart:
+    """A new sweep must not overwrite an old one; a resumed one must be the sweep that started, or
+    that sweep finished with a raised `trials_per_pair`."""
     from ray import tune  # only reads the folder; Ray does not start
 
     started = tune.Tuner.can_restore(str(paths.experiment))
@@ -46,7 +62,7 @@ def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:
             "or choose another --storage or name"
         )
     if not resume:
-        return
+        return SweepStart("new")
     if not started or not paths.config_snapshot.exists():
         raise UserInputError(f"--resume: no sweep to resume in {paths.experiment}")
     # Read through the schema, so that a setting added since the sweep started counts at its default.
@@ -57,11 +73,36 @@ def check_storage(sweep: SweepConfig, paths: SweepPaths, resume: bool) -> None:
             f"--resume: {paths.config_snapshot} is not a configuration this version of bistil_ray can read"
         ) from None
     now = json.loads(sweep.with_absolute_paths().model_dump_json())
-    changed = [key for key in now if key != "resources" and now[key] != before.get(key)]
+    changed = [key for key in now if key not in ("resources", "trials_per_pair") and now[key] != before.get(key)]
     if changed:
         raise UserInputError(
             f"--resume: {changed[0]} differs from the sweep that started in {paths.experiment} "
-            "(only resources may change on resume)"
+            "(only resources may change on resume, and trials_per_pair may be raised)"
+        )
+    earlier = before["trials_per_pair"]
+    if sweep.trials_per_pair == earlier:
+        return SweepStart("resume", earlier)
+    if sweep.trials_per_pair < earlier:
+        raise UserInputError(
+            f"--resume: trials_per_pair {sweep.trials_per_pair} is below the {earlier} the sweep in "
+            f"{paths.experiment} was started with; it can only be raised"
+        )
+    check_finished(sweep, paths, earlier)
+    return SweepStart("extend", earlier)
+
+
+def check_finished(sweep: SweepConfig, paths: SweepPaths, trials_per_pair: int) -> None:
+    """A sweep is extended only once every trial it planned has ended: the new trials then start
+    from a study with all of its pair's results."""
+    from bistil_ray.orchestration.results import read_rows
+
+    ended = Counter(row["target_lang"] for row in read_rows(paths.trials_table))
+    short = [target for target in sweep.target_langs if ended[target] < trials_per_pair]
+    if short:
+        raise UserInputError(
+            f"--resume: trials_per_pair raised to {sweep.trials_per_pair}, but pair {sweep.source_lang}-{short[0]} "
+            f"has {ended[short[0]]} of its {trials_per_pair} trials ended; resume with trials_per_pair "
+            f"{trials_per_pair} to finish the sweep first, then raise it"
         )
 
 

@@ -39,9 +39,12 @@ def objective_metrics(sweep: SweepConfig) -> tuple[str | list[str], str | list[s
     return OBJECTIVE, "max"
 
 
-def pair_seed(seed: int, target_lang: str) -> int:
-    """A pair's sampler seed: stable however the target list is ordered or extended."""
-    return zlib.crc32(f"{seed}:{target_lang}".encode()) & 0x7FFFFFFF
+def pair_seed(seed: int, target_lang: str, earlier_trials: int = 0) -> int:
+    """A pair's sampler seed: stable however the target list is ordered or extended. A study that
+    continues after `earlier_trials` gets a seed of its own: the first seed's sampler would draw its
+    random start-up proposals again."""
+    key = f"{seed}:{target_lang}" + (f":{earlier_trials}" if earlier_trials else "")
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
 def journal_storage(path: Path) -> JournalStorage:
@@ -52,17 +55,21 @@ def journal_storage(path: Path) -> JournalStorage:
 
 class PairwiseSearch(Searcher):
     """`trials_per_pair` trials for each target language, each pair with its own Optuna study, kept
-    in memory or, given `journal`, in that Optuna journal file (study `<sweep name>-<target>`)."""
+    in memory or, given `journal`, in that Optuna journal file (study `<sweep name>-<target>`).
+    Extending a finished sweep, each pair already has `earlier_trials` trials: its study, loaded from
+    the journal, holds them, so TPE's proposals start from their results."""
 
-    def __init__(self, sweep: SweepConfig, journal: Path | None = None):
+    def __init__(self, sweep: SweepConfig, journal: Path | None = None, earlier_trials: int = 0):
         metric, mode = objective_metrics(sweep)
         super().__init__(metric=metric, mode=mode)
         space = optuna_space(sweep.dimensions())
         self.trials_per_pair = sweep.trials_per_pair
+        self.earlier_trials = earlier_trials
         storage = journal_storage(journal) if journal is not None else None
         self.studies = {
             target: OptunaSearch(
-                space, metric=metric, mode=mode, seed=pair_seed(sweep.seed, target), study_name=f"{sweep.name}-{target}",
+                space, metric=metric, mode=mode, seed=pair_seed(sweep.seed, target, earlier_trials),
+                study_name=f"{sweep.name}-{target}",
                 storage=storage,
             )
             for target in sweep.target_langs
@@ -70,7 +77,7 @@ class PairwiseSearch(Searcher):
         self.pair_of_trial: dict[str, str] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        started = {target: 0 for target in self.studies}
+        started = {target: self.earlier_trials for target in self.studies}
         for target in self.pair_of_trial.values():
             started[target] += 1
         target = min(started, key=started.get)
@@ -174,14 +181,22 @@ def trainable(context: TrialContext) -> Any:
 
 
 def build_tuner(
-    sweep: SweepConfig, paths: SweepPaths, context: TrialContext, concurrency: int, callbacks: list[tune.Callback]
+    sweep: SweepConfig,
+    paths: SweepPaths,
+    context: TrialContext,
+    concurrency: int,
+    callbacks: list[tune.Callback],
+    earlier_trials_per_pair: int = 0,
 ) -> tune.Tuner:
+    """The Tuner of a new sweep or, after `earlier_trials_per_pair`, of its extension: a new Tune
+    experiment in the same folder (`restore_tuner` then finds the newest), whose trials join the
+    same tables and Optuna studies."""
     return tune.Tuner(
         trainable(context),
         tune_config=tune.TuneConfig(
-            search_alg=PairwiseSearch(sweep, paths.optuna_journal),
+            search_alg=PairwiseSearch(sweep, paths.optuna_journal, earlier_trials_per_pair),
             scheduler=PairwiseAsha(sweep) if sweep.scheduler == "asha" else None,
-            num_samples=sweep.total_trials,
+            num_samples=(sweep.trials_per_pair - earlier_trials_per_pair) * len(sweep.target_langs),
             max_concurrent_trials=concurrency,
             trial_dirname_creator=trial_dirname,
         ),

@@ -90,3 +90,21 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
     for trial_dir in paths.experiment.glob("trial-*"):
         assert "ray/tune/objective_score" in event_tags(next(trial_dir.glob("events.out.tfevents.*")))
     print("trial_seconds:", sorted(round(row["trial_seconds"], 1) for row in rows))
+
+    # Extended: trials_per_pair raised and run again on the same storage. Each study goes on from
+    # its trials (numbers kept), the finished trials are not run again, and the new proposals are
+    # not the old seed's start-up draws over again.
+    before = {target: optuna.load_study(study_name=f"wiring-{target}", storage=journal).trials for target in ("de", "it")}
+    extended = SweepConfig(**{**sweep.model_dump(), "trials_per_pair": 3})
+    rows = run_sweep(extended, paths, resume=True, address=cluster.address, pipeline=fake_pipeline(), live=False)
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"ok"}
+    journal = JournalStorage(JournalFileBackend(str(paths.optuna_journal)))
+    for target in ("de", "it"):
+        trials = optuna.load_study(study_name=f"wiring-{target}", storage=journal).trials
+        assert [trial.number for trial in trials] == [0, 1, 2]
+        assert [(t.params, t.values) for t in trials[:2]] == [(t.params, t.values) for t in before[target]]
+        assert trials[2].state == optuna.trial.TrialState.COMPLETE
+        assert trials[2].params["density"] not in [t.params["density"] for t in before[target]]
+        mine = sorted(row["density"] for row in rows if row["target_lang"] == target)
+        assert mine == sorted(trial.params["density"] for trial in trials)
+    assert json.loads(paths.config_snapshot.read_text())["trials_per_pair"] == 3

@@ -237,5 +237,27 @@ def test_storage_rules_for_new_and_resumed_sweeps(tmp_path, capsys):
     (experiment / "tuner.pkl").write_bytes(b"")  # what Tune leaves once a sweep has started
     (experiment / "sweep.json").write_text(SweepConfig(**MINIMAL).model_dump_json())
     assert "already exists; pass --resume" in cli_error([config, "--storage", str(storage)], capsys)
-    changed = cli_error([config, "--storage", str(storage), "--resume", "--set", "trials_per_pair=9"], capsys)
-    assert "--resume: trials_per_pair differs" in changed
+    changed = cli_error([config, "--storage", str(storage), "--resume", "--set", "seed=9"], capsys)
+    assert "--resume: seed differs" in changed
+    assert "can only be raised" in cli_error([config, "--storage", str(storage), "--resume", "--set", "trials_per_pair=3"], capsys)
+
+
+def test_a_finished_sweep_is_extended_by_raising_trials_per_pair_and_an_unfinished_one_is_not(tmp_path):
+    from bistil_ray.orchestration.preflight import SweepStart, check_storage
+    from bistil_ray.orchestration.results import write_table
+    from bistil_ray.results_schema import TRIALS_SCHEMA
+
+    paths = SweepPaths(tmp_path, "t")
+    paths.experiment.mkdir()
+    (paths.experiment / "tuner.pkl").write_bytes(b"")
+    paths.config_snapshot.write_text(SweepConfig(**MINIMAL, trials_per_pair=2).model_dump_json())
+    rows = [{"trial_id": f"{target}{index}", "target_lang": target} for target in ("de", "fr") for index in range(2)]
+    write_table(paths.trials_table, rows[:3], TRIALS_SCHEMA)
+
+    assert check_storage(SweepConfig(**MINIMAL, trials_per_pair=2), paths, resume=True) == SweepStart("resume", 2)
+    with pytest.raises(UserInputError, match="pair en-fr has 1 of its 2 trials ended; resume with trials_per_pair 2"):
+        check_storage(SweepConfig(**MINIMAL, trials_per_pair=5), paths, resume=True)
+    write_table(paths.trials_table, rows, TRIALS_SCHEMA)
+    start = check_storage(SweepConfig(**MINIMAL, trials_per_pair=5), paths, resume=True)
+    assert start == SweepStart("extend", 2)
+    assert "2 trials per pair ended: --resume extends it" in describe_plan(SweepConfig(**MINIMAL, trials_per_pair=5), paths, start)
