@@ -327,6 +327,11 @@ class LotteryTicketStages:
     density: float
 
 
+# Between evaluations, a progress line at least this often: a log that is not a terminal (a
+# cluster job's, nohup, CI) shows that a long phase is alive and how far it has come.
+PROGRESS_EVERY_S = 60.0
+
+
 @dataclass(kw_only=True)
 class TrainingLoop:
     """Resume, the steps, the optimiser and its schedule, the evaluation cadence, the best weights,
@@ -383,8 +388,14 @@ class TrainingLoop:
 
         stage_ends = {self.total_steps} | ({self.stages.dense_steps} if self.stages else set())
         metrics: dict[str, Any] = {}
-        run_started = time.perf_counter()
+        run_started = last_line = time.perf_counter()
         self.meter.restart()
+
+        def where(step: int) -> str:
+            elapsed = time.perf_counter() - run_started
+            left = elapsed / (step + 1 - start_step) * (self.total_steps - step - 1)
+            return f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+
         for step in range(start_step, self.total_steps):
             if self.stages and step == self.stages.dense_steps:
                 self.begin_sparse_stage(select_lottery_ticket(self.stages.body, self.theta_0, self.stages.density))
@@ -402,6 +413,12 @@ class TrainingLoop:
             self.meter.add(result.tokens, result.flops)
 
             if (step + 1) % self.config.eval_every != 0 and step + 1 not in stage_ends:
+                if time.perf_counter() - last_line >= PROGRESS_EVERY_S:
+                    self.log(
+                        f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
+                        f"loss {result.loss.item():.4f} ({where(step)})"
+                    )
+                    last_line = time.perf_counter()
                 continue
             throughput = self.meter.read()
             evaluation_started = time.perf_counter()
@@ -422,13 +439,12 @@ class TrainingLoop:
                 **throughput,
                 "eval_seconds": time.perf_counter() - evaluation_started,
             }
-            elapsed = time.perf_counter() - run_started
-            left = elapsed / (step + 1 - start_step) * (self.total_steps - step - 1)
             self.log(
                 f"{self.name}{f' ({self.stage})' if self.stages else ''} step {step + 1}/{self.total_steps}: "
                 f"loss {result.loss.item():.4f} {evaluation.summary} {metrics['tokens_per_s']:.0f} tok/s MFU {metrics['mfu']:.1%} "
-                f"(evaluation {metrics['eval_seconds']:.0f} s; {elapsed:.0f} s elapsed, about {left:.0f} s left)"
+                f"(evaluation {metrics['eval_seconds']:.0f} s; {where(step)})"
             )
+            last_line = time.perf_counter()
             self.checkpoint_and_report(metrics, {"step": step + 1, "best_score": best_score}, best_weights)
             self.meter.restart()
 
