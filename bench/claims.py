@@ -77,7 +77,7 @@ from transformers import AutoTokenizer
 
 from bench.claims_report import STUDENTS, combine, markdown, plot, write_parquet
 from bench.claims_statistics import Scored, judge, seed_agreement, units_from_stored
-from bench.common import RESULTS_DIR, cpu_model, machine, write_report
+from bench.common import RESULTS_DIR, at_least, cpu_model, machine, write_report
 from bistil_ray import pipeline
 from bistil_ray.artifacts import publish_at
 from bistil_ray.config import PLACEMENT_FIELDS, PairSettings, RunConfig, load_config, resolve_phase2
@@ -480,9 +480,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.claims", description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="a run config (configs/*.yaml)")
     parser.add_argument("--langs", nargs="+", required=True, help="target languages")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of phase 1 and phase 2")
-    parser.add_argument("--phase1-steps", type=int, help="default: the config's")
-    parser.add_argument("--phase2-steps", type=int, help="half dense, half sparse; default: the config's")
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2], help="seeds of phase 1 and phase 2")
+    parser.add_argument("--phase1-steps", type=at_least(1), help="default: the config's")
+    parser.add_argument("--phase2-steps", type=at_least(2), help="half dense, half sparse; default: the config's")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES), help="task-teacher recipes to compare")
     parser.add_argument("--recipe-lr", nargs="*", default=[], metavar="RECIPE=LR",
                         help="a recipe's own learning rate, over the config's task_teacher.per_method (a probe needs a larger one than fine-tuning)")  # fmt: skip

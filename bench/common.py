@@ -40,7 +40,23 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "sweep_reuse_ratio": ("<=", 0.6),
     "onnx_int8_speedup": (">=", 1.5),
     "onnx_int8_score_ratio": (">=", 0.99),
+    "tracking_overhead_mlflow": ("<=", 0.02),
+    "tracking_overhead_tensorboard": ("<=", 0.02),
 }
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum`. Every count, step budget and seed of a
+    benchmark's command line is one, so that a bad value stops it before it trains anything."""
+
+    def whole_number(text: str) -> int:
+        value = int(text)  # not a number: argparse says "invalid whole_number value", naming the flag
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}")
+        return value
+
+    whole_number.minimum = minimum  # type: ignore[attr-defined]  (for the tests)
+    return whole_number
 
 
 def arguments(description: str, *, repeated: bool = True) -> argparse.ArgumentParser:
@@ -48,7 +64,7 @@ def arguments(description: str, *, repeated: bool = True) -> argparse.ArgumentPa
     scripts add their own sizes."""
     parser = argparse.ArgumentParser(description=description)
     if repeated:
-        parser.add_argument("--repeats", type=int, default=3, help="measurements of each variant (the median is reported)")
+        parser.add_argument("--repeats", type=at_least(1), default=3, help="measurements of each variant (the median is reported)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the reports and summary.json")
     return parser
 

@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from bench.common import arguments, cpu_model, machine, markdown_table, write_report
+from bench.common import at_least, arguments, cpu_model, machine, markdown_table, write_report
 
 # Each entry: a name and the environment that caps the kernels' instruction set (empty: what this CPU has).
 ISA_CAPS = {
@@ -75,7 +75,7 @@ def compared(digests: dict[str, dict[str, str]]) -> dict[str, dict[str, bool]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = arguments(__doc__.splitlines()[0], repeated=False)
-    parser.add_argument("--steps", type=int, default=10, help="training steps of each build")
+    parser.add_argument("--steps", type=at_least(1), default=10, help="training steps of each build")
     args = parser.parse_args(argv)
     digests = {cap: {precision: in_fresh_process(env, precision, args.steps) for precision in PRECISIONS} for cap, env in ISA_CAPS.items()}
     rebuilt = in_fresh_process({}, "bf16", args.steps)  # the same machine twice: the build itself is deterministic

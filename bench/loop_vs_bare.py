@@ -25,7 +25,7 @@ import torch
 import transformers
 from transformers import PreTrainedModel
 
-from bench.common import alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
+from bench.common import at_least, alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
 from bench.fixtures import BenchData, demo_sweep, load_bench_data, student_of, trimmed_teacher
 from bistil_ray.config import Phase1Config, Phase2Config
 from bistil_ray.method.batching import BucketedBatches
@@ -327,8 +327,8 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--phase1-steps", type=int, default=30)
-    parser.add_argument("--phase2-steps", type=int, default=40, help="half dense, half sparse")
+    parser.add_argument("--phase1-steps", type=at_least(1), default=30)
+    parser.add_argument("--phase2-steps", type=at_least(2), default=40, help="half dense, half sparse")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
 

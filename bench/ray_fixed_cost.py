@@ -39,7 +39,7 @@ import ray
 import torch
 import transformers
 
-from bench.common import alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
+from bench.common import at_least, alternating, arguments, machine, markdown_table, median, merge_summary, timed, write_report
 from bench.fixtures import demo_sweep, load_bench_data
 from bench.stamped_steps import STAMPS, empty_step, stamped_step
 from bistil_ray import pipeline
@@ -131,8 +131,8 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=24, help="phase-1 steps of each run")
-    parser.add_argument("--eval-every", type=int, default=12, help="steps between evaluations (and reports)")
+    parser.add_argument("--steps", type=at_least(1), default=24, help="phase-1 steps of each run")
+    parser.add_argument("--eval-every", type=at_least(1), default=12, help="steps between evaluations (and reports)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
 

@@ -25,7 +25,7 @@ from typing import Any
 import transformers
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from bench.common import arguments, machine, markdown_table, median, merge_summary, write_report
+from bench.common import at_least, arguments, machine, markdown_table, median, merge_summary, write_report
 from bench.fixtures import BenchData, demo_sweep, full_teacher, load_bench_data, student_of, trimmed_teacher
 from bistil_ray.method.evaluation import THROUGHPUT_BATCH_SIZE, Efficiency, measure_efficiency, throughput_batches
 from bistil_ray.method.training import training_device
@@ -122,7 +122,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of each measurement (measure_efficiency's repeats)")
+    parser.add_argument("--rounds", type=at_least(1), default=20, help="rounds of each measurement (measure_efficiency's repeats)")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.claims import Bench, TaskTeachers, scored
 from bench.claims_statistics import Scored, paired_bootstrap
-from bench.common import RESULTS_DIR, machine, markdown_table, write_report
+from bench.common import RESULTS_DIR, at_least, machine, markdown_table, write_report
 from bistil_ray import pipeline
 from bistil_ray.config import CorpusSpec, RunConfig, load_config
 from bistil_ray.console import quiet_libraries
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.text_curve", description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="a run config (configs/*.yaml)")
     parser.add_argument("--lang", required=True, help="the target language")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[0, 10000, 30000], help="Debian sentences (0: the task's own text)")
+    parser.add_argument("--sizes", nargs="+", type=at_least(0), default=[0, 10000, 30000], help="Debian sentences (0: the task's own text)")
     parser.add_argument("--debian-language", help="the Debian sources' language (default --lang; zh-tw for traditional Chinese)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--phase1-steps", type=int, help="default: the config's")
-    parser.add_argument("--phase2-steps", type=int, help="half dense, half sparse; default: the config's")
+    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--phase1-steps", type=at_least(1), help="default: the config's")
+    parser.add_argument("--phase2-steps", type=at_least(2), help="half dense, half sparse; default: the config's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "claims", help="built models, reused by a rerun")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the table")

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import transformers
 
-from bench.common import arguments, machine, markdown_table, median, merge_summary, timed, write_report
+from bench.common import at_least, arguments, machine, markdown_table, median, merge_summary, timed, write_report
 from bench.fixtures import demo_sweep
 from bistil_ray import pipeline
 from bistil_ray.artifacts import ArtifactStore
@@ -113,8 +113,8 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
-    parser.add_argument("--phase2-steps", type=int, default=40, help="phase-2 steps of each trial (full + sparse)")
-    parser.add_argument("--trials-per-pair", type=int, default=3, help="as the demo: later trials find warm workers")
+    parser.add_argument("--phase2-steps", type=at_least(2), default=40, help="phase-2 steps of each trial (full + sparse)")
+    parser.add_argument("--trials-per-pair", type=at_least(1), default=3, help="as the demo: later trials find warm workers")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
 
