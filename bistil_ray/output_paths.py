@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bistil_ray.errors import UserInputError
@@ -33,17 +35,29 @@ def check_output_folder(path: Path, what: str) -> None:
     """`path` is a folder, or can be created as one, and files can be written in it; `what` names
     the flag or setting that gave it."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserInputError(f"{what} {path}: a file stands there, not a folder")
-    _writable_ancestor(path, path, what)
+    with _os_errors_named(path, what):
+        if path.exists() and not path.is_dir():
+            raise UserInputError(f"{what} {path}: a file stands there, not a folder")
+        _writable_ancestor(path, path, what)
 
 
 def check_output_file(path: Path, what: str) -> None:
     """`path` can be written as a file: not a folder, and its folder exists or can be created."""
     path = Path(path)
-    if path.is_dir():
-        raise UserInputError(f"{what} {path}: a folder stands there, not a file")
-    _writable_ancestor(path.parent, path, what)
+    with _os_errors_named(path, what):
+        if path.is_dir():
+            raise UserInputError(f"{what} {path}: a folder stands there, not a file")
+        _writable_ancestor(path.parent, path, what)
+
+
+@contextmanager
+def _os_errors_named(path: Path, what: str) -> Iterator[None]:
+    """A path the filesystem refuses even to look at (a name too long, a symlink loop, a folder it
+    may not enter) is the user's to fix: one line naming it."""
+    try:
+        yield
+    except OSError as error:
+        raise UserInputError(f"{what} {path}: {error.strerror or error}") from None
 
 
 class DiskSpaceError(UserInputError):

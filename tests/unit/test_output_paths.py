@@ -24,6 +24,7 @@ def folder_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "a file in its place": (tmp_path / "a-file", "a file stands there"),
         "a file in place of its folder": (tmp_path / "a-file" / "below", "is a file, not a folder"),
         "a virtual filesystem": (UNWRITABLE / "out", "cannot write in /proc"),
+        "a name too long": (tmp_path / ("n" * 300) / "out", "File name too long"),
     }
 
 
@@ -65,7 +66,9 @@ def refused(capsys, call: Callable[[], None]) -> str:
 
 
 @pytest.mark.parametrize("command", FOLDER_OUTPUTS)
-@pytest.mark.parametrize("case", ["a file in its place", "a file in place of its folder", "a virtual filesystem"])
+@pytest.mark.parametrize(
+    "case", ["a file in its place", "a file in place of its folder", "a virtual filesystem", "a name too long"]
+)
 def test_a_command_refuses_an_output_folder_it_cannot_write_before_it_starts(tmp_path, capsys, command, case):
     call, flag = FOLDER_OUTPUTS[command]
     bad, says = folder_cases(tmp_path)[case]
@@ -83,13 +86,16 @@ def test_a_sweep_whose_folder_under_storage_is_a_file_is_refused(tmp_path, capsy
     assert "sweep s under --storage" in message and "a file stands there" in message
 
 
-@pytest.mark.parametrize("case", ["a folder in its place", "a file in place of its folder", "a virtual filesystem"])
+@pytest.mark.parametrize(
+    "case", ["a folder in its place", "a file in place of its folder", "a virtual filesystem", "a name too long"]
+)
 def test_results_refuses_a_plot_path_it_cannot_write_before_reading_anything(tmp_path, capsys, case):
     (tmp_path / "a-file").write_text("x")
     bad, says = {
         "a folder in its place": (tmp_path, "a folder stands there"),
         "a file in place of its folder": (tmp_path / "a-file" / "plot.png", "is a file, not a folder"),
         "a virtual filesystem": (UNWRITABLE / "plot.png", "cannot write in /proc"),
+        "a name too long": (tmp_path / ("n" * 300 + ".png"), "File name too long"),
     }[case]
     message = refused(capsys, lambda: results.main([str(tmp_path / "no-results-here"), "--plot", str(bad)]))
     assert message.startswith("bistil_ray.results: error: --plot") and says in message
