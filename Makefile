@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -c constraints.txt -e ".[offline,onnx,test]"
+	$(PIP) install -q -c constraints.txt -e ".[offline,onnx,dashboard,tracking,test]"
 	$(PY) -m bistil_ray.data.quran
 	touch $(STAMP)
 
@@ -43,6 +43,7 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.ray_fixed_cost
 	$(PY) -m bench.trial_overhead
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
+	$(PY) -m bench.tracking_overhead
 	$(PY) -m bench.onnx_speed $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.cpu_numerics
 	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja

@@ -2,7 +2,7 @@
 
     python -m bistil_ray.sweep SWEEP.yaml [--storage PATH] [--resume] [--dry-run]
                                           [--address RAY_ADDRESS | --dashboard-host HOST]
-                                          [--set key=value ...]
+                                          [--verbose] [--set key=value ...]
 
 Exit status: 0 when every trial finished (or was pruned), 1 when a trial or the sweep failed,
 2 for invalid input (nothing is started or written then: the configuration, the teacher, the task
@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dashboard-host",
         help="where the dashboard of the local cluster listens (default: 127.0.0.1; 0.0.0.0: every interface)",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show Ray's own messages, which otherwise go to <storage>/<sweep>/ray.log"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a YAML setting")
     return parser.parse_args(argv)
 
@@ -67,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
 
         dashboard_host = args.dashboard_host or "127.0.0.1"
         rows = run_sweep(
-            sweep, paths, resume=args.resume, address=args.address, live=True, dashboard_host=dashboard_host
+            sweep,
+            paths,
+            resume=args.resume,
+            address=args.address,
+            live=True,
+            dashboard_host=dashboard_host,
+            verbose=args.verbose,
         )
     console.print(summary_table(rows, read_rows(paths.summary_table)))
     console.print(f"tables: {paths.trials_table}, {paths.summary_table}")

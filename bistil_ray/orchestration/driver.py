@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,11 @@ from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.preflight import check_storage
+from bistil_ray.orchestration.preflight import SweepStart, check_storage
 from bistil_ray.orchestration.results import ResultsWriter, read_rows
 from bistil_ray.orchestration.sweep_config import ResourcesConfig, SweepConfig
 from bistil_ray.orchestration.train_runner import TRIAL_DRIVER, WorkerGroup, ray_train_env_vars
+from bistil_ray.orchestration.tracking import MlflowTracking, tracking_uri
 from bistil_ray.orchestration.trial import TrialContext
 from bistil_ray.orchestration.tuning import build_tuner, restore_tuner
 from bistil_ray.orchestration.wall_time import driver_session
@@ -42,6 +47,7 @@ def run_sweep(
     pipeline: Pipeline = bistil_pipeline,
     live: bool = True,
     dashboard_host: str = "127.0.0.1",
+    verbose: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the sweep (or resume it, or extend it when `trials_per_pair` was raised) to the end;
     returns the rows of `trials.parquet`."""
@@ -50,9 +56,34 @@ def run_sweep(
     start = check_storage(sweep, paths, resume)
     fingerprints = Fingerprints.of(sweep, sweep.target_langs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The outermost folder this run creates: a start refused once Ray is up leaves nothing behind.
+    created = next((folder for folder in (paths.storage, paths.experiment) if not folder.exists()), None)
+    try:
+        with ray_messages_to(paths.ray_log, verbose=verbose):
+            run_tuner(sweep, paths, start, fingerprints, started, address, pipeline, live, dashboard_host)
+    except UserInputError:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    if sweep.export.onnx:
+        export_best_students(paths, int8=sweep.export.int8)
+    return read_rows(paths.trials_table)
+
+
+def run_tuner(
+    sweep: SweepConfig,
+    paths: SweepPaths,
+    start: SweepStart,
+    fingerprints: Fingerprints,
+    started: float,
+    address: str | None,
+    pipeline: Pipeline,
+    live: bool,
+    dashboard_host: str,
+) -> None:
     dashboard = start_ray(sweep.resources, address, dashboard_host)
     try:
-        console.print(dashboard_line(dashboard))
+        console.print(f"{dashboard_line(dashboard)}; Ray's own messages: {paths.ray_log}")
         nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
         check_worker_fits_a_node(sweep.resources, nodes)
         concurrency = usable_concurrency(sweep.resources, ray.cluster_resources())
@@ -74,9 +105,27 @@ def run_sweep(
         ray.kill(board)
     finally:
         ray.shutdown()
-    if sweep.export.onnx:
-        export_best_students(paths, int8=sweep.export.int8)
-    return read_rows(paths.trials_table)
+
+
+@contextmanager
+def ray_messages_to(log_file: Path, *, verbose: bool) -> Iterator[None]:
+    """Ray's own messages to this process (its start-up, token authentication, Tune's hints: Ray's
+    `ray` logger) go to `log_file`; the console shows only their errors, unless `verbose`."""
+    logger = logging.getLogger("ray")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file)
+    levels = {handler: handler.level for handler in logger.handlers}
+    if not verbose:
+        for handler in levels:
+            handler.setLevel(logging.ERROR)
+    logger.addHandler(to_file)
+    try:
+        yield
+    finally:
+        logger.removeHandler(to_file)
+        to_file.close()
+        for handler, level in levels.items():
+            handler.setLevel(level)
 
 
 def export_best_students(paths: SweepPaths, *, int8: bool) -> None:
@@ -96,11 +145,13 @@ def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool, earlier_trials_
         "teacher": sweep.teacher,
         "task": sweep.task.name,
     }
-    writer = ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students)
-    if not live:
-        return [writer]
-    planned = sweep.trials_per_pair - earlier_trials_per_pair  # the trials this Tune run adds
-    return [writer, LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, planned)]
+    chosen: list[tune.Callback] = [ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students)]
+    if sweep.mlflow.enabled:
+        chosen.append(MlflowTracking(tracking_uri(sweep, paths), sweep.mlflow.experiment or sweep.name, constants))
+    if live:
+        planned = sweep.trials_per_pair - earlier_trials_per_pair  # the trials this Tune run adds
+        chosen.append(LiveView(board_name(sweep.name), sweep.source_lang, sweep.target_langs, planned))
+    return chosen
 
 
 def start_ray(resources: ResourcesConfig, address: str | None, dashboard_host: str) -> str | None:
@@ -154,15 +205,12 @@ def check_storage_shared(paths: SweepPaths) -> None:
     failing trials later."""
     token = uuid.uuid4().hex
     probe = paths.storage / f".probe-{token}"
-    created = not paths.storage.exists()
     atomic_write_text(probe, token)
     try:
         blind = [host for host, seen in storage_readers(probe).items() if seen != token]
     finally:
         probe.unlink(missing_ok=True)
     if blind:
-        if created:  # a refused sweep leaves nothing behind
-            paths.storage.rmdir()
         raise UserInputError(
             f"--storage {paths.storage}: a local folder, not seen from node {', '.join(blind)}; on a cluster "
             "of several machines pass a folder every node mounts at the same path (NFS, EFS, ...)"

@@ -43,6 +43,16 @@ class SweepPaths:
         return self.experiment / "optuna.journal"
 
     @property
+    def ray_log(self) -> Path:
+        """Ray's own messages to the driver (its start-up, token authentication, Tune's hints)."""
+        return self.experiment / "ray.log"
+
+    @property
+    def mlflow_database(self) -> Path:
+        """The default MLflow store: `mlflow ui --backend-store-uri sqlite:///<this file>` opens it."""
+        return self.experiment / "mlflow.db"
+
+    @property
     def trials_table(self) -> Path:
         return self.experiment / "trials.parquet"
 

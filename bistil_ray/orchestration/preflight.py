@@ -10,6 +10,7 @@ the same checks, less those that need the network or a cluster.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections import Counter
@@ -36,6 +37,8 @@ def check_inputs(
     start = check_storage(sweep, paths, resume)
     check_teacher(sweep.teacher, trust_remote_code=sweep.trust_remote_code, reach_hub=not dry_run)
     check_task_and_corpora(sweep)
+    if sweep.mlflow.enabled and importlib.util.find_spec("mlflow") is None:
+        raise UserInputError('mlflow.enabled: MLflow is not installed; pip install -e ".[tracking]"')
     if local_cluster and not dry_run:
         check_fits_machine(sweep.resources, machine_resources())
     return start

@@ -112,6 +112,18 @@ class ExportConfig(StrictModel):
     int8: bool = Field(True, description="with onnx: also its dynamically quantised int8 graph, for CPUs")
 
 
+class MlflowConfig(StrictModel):
+    """MLflow tracking: one run per trial, with its settings, each evaluation and its final row."""
+
+    enabled: bool = Field(False, description="track the sweep's trials in MLflow (needs the `tracking` extra)")
+    tracking_uri: str | None = Field(
+        None,
+        description="an MLflow tracking server (http://...) or database (sqlite:///...); "
+        "default: sqlite:///<storage>/<sweep>/mlflow.db",
+    )
+    experiment: str | None = Field(None, description="the MLflow experiment; default: the sweep's name")
+
+
 class SweepConfig(PairSettings):
     # 100 characters: a folder name, with room for the suffixes of its staging copies within the
     # 255 bytes most filesystems allow.
@@ -128,6 +140,7 @@ class SweepConfig(PairSettings):
     asha: AshaConfig = AshaConfig()
     resources: ResourcesConfig = ResourcesConfig()
     export: ExportConfig = ExportConfig()
+    mlflow: MlflowConfig = MlflowConfig()
     keep_students: Literal["all", "pareto", "best"] = Field(
         "all",
         description="all: every trial's student stays in students/; pareto: a student is removed once its pair's "

@@ -34,7 +34,42 @@ def event_tags(path: Path) -> set[str]:
     return tags
 
 
-@pytest.mark.timeout(600)
+def dashboard_studies(journal: Path) -> dict[str, list[dict]]:
+    """Study name -> its trials, as `optuna-dashboard` serves them over HTTP from `journal` (the
+    dashboard started on 127.0.0.1 on a free port, and stopped)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "optuna-dashboard"), str(journal), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return json.load(answer)
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                summaries = get("/api/studies")["study_summaries"]
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        return {study["study_name"]: get(f"/api/studies/{study['study_id']}?after=0")["trials"] for study in summaries}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.timeout(900)
 def test_two_pairs_two_trials_each(tmp_path, cluster):
     from bistil_ray.orchestration.driver import run_sweep
 
@@ -47,11 +82,13 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
         search_space={"density": {"uniform": [0.01, 0.5]}},
         trials_per_pair=2,
         resources={"workers_per_trial": 1, "concurrent_trials": 2, "report_poll_interval_s": 0.2},
+        mlflow={"enabled": True},
     )
     paths = SweepPaths(tmp_path / "storage", sweep.name)
     rows = run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=fake_pipeline(), live=False)
 
     assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    assert "Connecting to existing Ray cluster" in paths.ray_log.read_text()  # Ray's messages, kept off the console
     assert sorted(row["target_lang"] for row in rows) == ["de", "de", "it", "it"]
     for target in ("de", "it"):
         mine = [row for row in rows if row["target_lang"] == target]
@@ -108,3 +145,26 @@ def test_two_pairs_two_trials_each(tmp_path, cluster):
         mine = sorted(row["density"] for row in rows if row["target_lang"] == target)
         assert mine == sorted(trial.params["density"] for trial in trials)
     assert json.loads(paths.config_snapshot.read_text())["trials_per_pair"] == 3
+    # What optuna-dashboard shows of it: every pair's study with every trial, as the rows have them.
+    served = dashboard_studies(paths.optuna_journal)
+    assert set(served) == {"wiring-de", "wiring-it"}
+    for target in ("de", "it"):
+        trials = served[f"wiring-{target}"]
+        assert [(trial["number"], trial["state"]) for trial in trials] == [(0, "Complete"), (1, "Complete"), (2, "Complete")]
+        densities = sorted(next(p["param_internal_value"] for p in trial["params"] if p["name"] == "density") for trial in trials)
+        assert densities == pytest.approx(sorted(row["density"] for row in rows if row["target_lang"] == target))
+
+    # MLflow: one run per trial of both Tune runs, two trials at a time writing through the driver,
+    # each run with its own trial's settings, final values, pair and student.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{paths.mlflow_database}")
+    runs = client.search_runs([client.get_experiment_by_name("wiring").experiment_id])
+    by_trial = {run.data.tags["bistil.trial_id"]: run for run in runs}
+    assert len(runs) == 6 and set(by_trial) == {row["trial_id"] for row in rows}
+    for row in rows:
+        run = by_trial[row["trial_id"]]
+        assert run.info.status == "FINISHED" and run.data.tags["pair"] == f"en-{row['target_lang']}"
+        assert run.data.tags["student_path"] == row["student_path"]
+        assert float(run.data.params["density"]) == pytest.approx(row["density"])
+        assert run.data.metrics["objective_score"] == pytest.approx(row["objective_score"])

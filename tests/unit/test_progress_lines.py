@@ -8,6 +8,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pytest
 from ray.tune.experiment import Trial
 
 from bistil_ray.orchestration.live_view import duration, plain_lines, time_left
@@ -53,3 +54,24 @@ def test_a_runs_progress_reaches_a_pipe_line_by_line():
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_ray_messages_go_to_the_sweep_log_and_reach_the_console_only_when_verbose(tmp_path, verbose):
+    import logging
+
+    import ray  # noqa: F401  (installs Ray's console handler on the `ray` logger)
+
+    from bistil_ray.orchestration.driver import ray_messages_to
+
+    ray_logger = logging.getLogger("ray")
+    handlers = list(ray_logger.handlers)
+    console_levels = [handler.level for handler in handlers]
+    log_file = tmp_path / "sweep" / "ray.log"
+    with ray_messages_to(log_file, verbose=verbose):
+        during = [handler.level for handler in handlers]
+        logging.getLogger("ray.tune").info("To visualize your results with TensorBoard, run ...")
+        logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
+    assert during == (console_levels if verbose else [logging.ERROR] * len(console_levels))
+    assert "TensorBoard" in log_file.read_text() and "Token authentication" in log_file.read_text()
+    assert ray_logger.handlers == handlers and [handler.level for handler in handlers] == console_levels
