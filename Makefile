@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -c constraints.txt -e ".[offline,onnx,dashboard,tracking,test]"
+	$(PIP) install -q -c constraints.txt -e ".[offline,onnx,dashboard,tracking,serve,test]"
 	$(PY) -m bistil_ray.data.quran
 	touch $(STAMP)
 
