@@ -1,9 +1,10 @@
 """Serve what a sweep found: one Ray Serve application, a small student per language.
 
     python -m bistil_ray.serve SWEEP_RESULTS [--pick best|pareto-fastest-within=0.01] [--onnx]
-                               [--no-teacher | --teacher-only] [--address auto] [--host 127.0.0.1] [--port 8000]
-                               [--replicas N] [--cpus-per-replica C] [--max-batch-size N]
-                               [--batch-wait-ms MS] [--token-env NAME] [--config-out PATH]
+                               [--no-teacher | --teacher-only] [--address auto]
+                               [--host 127.0.0.1] [--port 8000] [--replicas N] [--max-replicas M]
+                               [--cpus-per-replica C] [--max-batch-size N] [--batch-wait-ms MS]
+                               [--token-env NAME] [--config-out PATH]
 
 SWEEP_RESULTS is a sweep's folder under --storage (results/demo). The application answers
 `POST /predict` on http://HOST:PORT until interrupted. It also writes a Serve config (`--config-out`,
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="where HTTP listens (default 127.0.0.1; 0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--replicas", type=int, default=1, help="replicas of each language's deployment")
+    parser.add_argument("--max-replicas", type=int, help="autoscale each language from --replicas up to this many")
     parser.add_argument("--cpus-per-replica", type=float, default=1.0)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
@@ -52,13 +54,13 @@ def settings_of(args: argparse.Namespace):
 
     from bistil_ray.orchestration.serving import ServeSettings
 
-    flags = {"pick": "--pick", "replicas": "--replicas", "cpus_per_replica": "--cpus-per-replica",
+    flags = {"pick": "--pick", "replicas": "--replicas", "max_replicas": "--max-replicas", "cpus_per_replica": "--cpus-per-replica",
              "max_batch_size": "--max-batch-size", "batch_wait_timeout_s": "--batch-wait-ms"}
     try:
         return ServeSettings(
             results=str(args.results.resolve()), pick=args.pick, onnx=args.onnx, teacher=not args.no_teacher,
             students=not args.teacher_only,
-            replicas=args.replicas, cpus_per_replica=args.cpus_per_replica, max_batch_size=args.max_batch_size,
+            replicas=args.replicas, max_replicas=args.max_replicas, cpus_per_replica=args.cpus_per_replica, max_batch_size=args.max_batch_size,
             batch_wait_timeout_s=args.batch_wait_ms / 1000, token_env=args.token_env,
         )
     except ValidationError as error:

@@ -47,6 +47,7 @@ class ServeSettings(BaseModel):
     teacher: bool = Field(True, description="the task teacher answers languages no student covers")
     students: bool = Field(True, description="false: the teacher answers every language (what the students replace)")
     replicas: int = Field(1, ge=1, description="replicas of each language's deployment")
+    max_replicas: int | None = Field(None, ge=1, description="set: Serve autoscales each language from replicas to this")
     cpus_per_replica: float = Field(1.0, ge=0)
     max_batch_size: int = Field(16, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0)
@@ -252,9 +253,16 @@ def build_app(settings: ServeSettings | dict[str, Any]) -> serve.Application:
             raise UserInputError(f"--token-env {settings.token_env}: that environment variable is empty or unset")
     models = {**served.students, **({TEACHER: served.teacher} if served.teacher else {})}
     threads = max(1, int(settings.cpus_per_replica))
+    if settings.max_replicas is not None and settings.max_replicas < settings.replicas:
+        raise UserInputError(f"--max-replicas {settings.max_replicas}: below --replicas {settings.replicas}")
+    scaling: dict[str, Any] = (
+        {"num_replicas": settings.replicas}
+        if settings.max_replicas is None
+        else {"autoscaling_config": {"min_replicas": settings.replicas, "max_replicas": settings.max_replicas}}
+    )
     handles = {
         name: LanguageModel.options(
-            name=f"model-{name}", num_replicas=settings.replicas, ray_actor_options={"num_cpus": settings.cpus_per_replica}
+            name=f"model-{name}", ray_actor_options={"num_cpus": settings.cpus_per_replica}, **scaling
         ).bind(str(model.path), served.max_length, settings.onnx, threads, settings.max_batch_size, settings.batch_wait_timeout_s)
         for name, model in models.items()
     }

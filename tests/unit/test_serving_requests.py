@@ -94,6 +94,7 @@ def test_a_missing_student_or_teacher_is_refused_before_anything_starts(tmp_path
         (["--port", "70000"], "--port 70000"),
         (["--pick", "fastest"], "--pick: String should match pattern"),
         (["--replicas", "0"], "--replicas: Input should be greater than or equal to 1"),
+        (["--replicas", "3", "--max-replicas", "2"], "--max-replicas 2: below --replicas 3"),
         (["--teacher-only", "--no-teacher"], "--teacher-only: the teacher is all it serves"),
         (["--config-out", "/proc/bistil-serve.yaml"], "--config-out /proc/bistil-serve.yaml: cannot write in /proc"),
         (["--token-env", "BISTIL_TEST_UNSET_TOKEN"], "--token-env BISTIL_TEST_UNSET_TOKEN: that environment variable"),
@@ -130,3 +131,18 @@ def test_the_serve_config_builds_the_same_application_from_its_args(tmp_path):
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
     assert application["import_path"] == "bistil_ray.orchestration.serving:build_app"
     assert ServeSettings.model_validate(application["args"]) == settings
+
+
+def test_max_replicas_makes_each_language_autoscale():
+    import tempfile
+    from pathlib import Path
+
+    from bistil_ray.orchestration.serving import build_app
+
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = ServeSettings(results=str(finished_sweep(Path(scratch)).experiment), replicas=1, max_replicas=4)
+        router = build_app(settings)
+    models = router._bound_deployment.init_args[0]
+    for handle in models.values():
+        config = handle._bound_deployment._deployment_config.autoscaling_config
+        assert (config.min_replicas, config.max_replicas) == (1, 4)
