@@ -59,6 +59,7 @@ def test_a_runs_progress_reaches_a_pipe_line_by_line():
 @pytest.mark.parametrize("verbose", [False, True])
 def test_ray_messages_go_to_the_sweep_log_and_reach_the_console_only_when_verbose(tmp_path, verbose):
     import logging
+    import os
 
     import ray  # noqa: F401  (installs Ray's console handler on the `ray` logger)
 
@@ -70,8 +71,10 @@ def test_ray_messages_go_to_the_sweep_log_and_reach_the_console_only_when_verbos
     log_file = tmp_path / "sweep" / "ray.log"
     with ray_messages_to(log_file, verbose=verbose):
         during = [handler.level for handler in handlers]
+        tune_output = os.environ.get("RAY_AIR_NEW_OUTPUT")
         logging.getLogger("ray.tune").info("To visualize your results with TensorBoard, run ...")
         logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
     assert during == (console_levels if verbose else [logging.ERROR] * len(console_levels))
+    assert tune_output == (None if verbose else "0") and "RAY_AIR_NEW_OUTPUT" not in os.environ
     assert "TensorBoard" in log_file.read_text() and "Token authentication" in log_file.read_text()
     assert ray_logger.handlers == handlers and [handler.level for handler in handlers] == console_levels
