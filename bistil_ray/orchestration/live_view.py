@@ -22,6 +22,11 @@ from rich.live import Live
 from rich.table import Table
 
 
+# A log that is not a terminal gets a line at least this often, even while no trial moves on (a
+# long phase between two evaluations).
+PLAIN_EVERY_S = 60.0
+
+
 def board_name(sweep: str) -> str:
     return f"bistil-progress-{sweep}"
 
@@ -102,6 +107,7 @@ class LiveView(Callback):
         self._drawn_at = 0.0
         self._started = time.monotonic()
         self._printed: dict[str, str] = {}  # trial id -> its last plain line
+        self._printed_at = self._started
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if time.monotonic() - self._drawn_at >= self.refresh_s:
@@ -120,8 +126,12 @@ class LiveView(Callback):
         elapsed = self._drawn_at - self._started
         overall = f"{done} of {planned} trials done, {duration(elapsed)} elapsed, {time_left(elapsed, done, planned)}"
         if self._live is None:
-            for line in plain_lines(trials, board, self._printed):
+            lines = plain_lines(trials, board, self._printed)
+            if not lines and self._drawn_at - self._printed_at >= PLAIN_EVERY_S:
+                lines = [still_running_line(trials, board, overall)]
+            for line in lines:
                 print(f"[{duration(elapsed)}] {line}" + (f"; {overall}" if " ended " in line else ""), flush=True)
+                self._printed_at = self._drawn_at
             return
         table = progress_table(trials, board, self.source_lang, self.target_langs, self.trials_per_pair)
         table.caption, table.caption_justify = overall, "left"
@@ -148,6 +158,16 @@ def plain_lines(trials: list[Trial], board: dict[str, dict[str, Any]], printed: 
             printed[trial.trial_id] = line
             lines.append(line)
     return lines
+
+
+def still_running_line(trials: list[Trial], board: dict[str, dict[str, Any]], overall: str) -> str:
+    """What every running trial is doing, for a log that has had no line for a while."""
+    running = [
+        f"{trial.config.get('target_lang', '?')} {_running_line(trial, board.get(trial.trial_id, {}))}"
+        for trial in trials
+        if trial.status == Trial.RUNNING
+    ]
+    return f"still running: {', '.join(running) or 'nothing'}; {overall}"
 
 
 def progress_table(

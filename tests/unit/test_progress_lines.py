@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.experiment import Trial
 
-from bistil_ray.orchestration.live_view import duration, plain_lines, time_left
+from bistil_ray.orchestration.live_view import duration, plain_lines, still_running_line, time_left
 
 
 def trial(trial_id: str, status: str, target: str = "de", result: dict | None = None) -> SimpleNamespace:
@@ -32,6 +32,13 @@ def test_a_line_per_change_of_phase_or_step_and_per_ended_trial_each_once():
         trial("c", Trial.ERROR),
     ]
     assert plain_lines(ended, board, printed) == ["de a: ended (objective 0.812)", "fr b: ended (pruned)", "de c: ended (failed)"]
+
+
+def test_a_quiet_spell_gets_a_line_saying_what_still_runs():
+    trials = [trial("a", Trial.RUNNING), trial("b", Trial.RUNNING, "zh"), trial("c", Trial.TERMINATED)]
+    board = {"a": {"phase": "task teacher", "step": 100, "total_steps": 400}}
+    line = still_running_line(trials, board, "1 of 4 trials done")
+    assert line == "still running: de a: task teacher 100/400, zh b: starting; 1 of 4 trials done"
 
 
 def test_the_time_left_follows_the_pace_of_the_trials_done():
