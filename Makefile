@@ -44,6 +44,8 @@ bench: $(STAMP) $(DEMO_TRIALS)
 	$(PY) -m bench.trial_overhead
 	$(PY) -m bench.sweep_reuse $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.tracking_overhead
+	for student in $(dir $(DEMO_TRIALS))students/*/; do $(PY) -m bistil_ray.export $$student --onnx --int8; done
+	$(PY) -m bench.serve_load $(dir $(DEMO_TRIALS)) --onnx
 	$(PY) -m bench.onnx_speed $(dir $(DEMO_TRIALS))
 	$(PY) -m bench.cpu_numerics
 	$(PY) -m bench.claims configs/demo_run.yaml --langs zh it ja

@@ -41,6 +41,7 @@ TARGETS: dict[str, tuple[str, float] | None] = {
     "onnx_int8_speedup": (">=", 1.5),
     "onnx_int8_score_ratio": (">=", 0.99),
     "tracking_overhead_mlflow": ("<=", 0.02),
+    "serve_throughput_vs_teacher": (">=", 2.5),
     "tracking_overhead_tensorboard": ("<=", 0.02),
 }
 
