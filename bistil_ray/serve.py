@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
     parser.add_argument("--token-env", metavar="NAME", help="require `Authorization: Bearer $NAME`")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's own messages (else SWEEP_RESULTS/serve_ray.log)")
     parser.add_argument("--config-out", type=Path, help="the Serve config written (default SWEEP_RESULTS/serve.yaml)")
     return parser.parse_args(argv)
 
@@ -101,17 +102,24 @@ def main(argv: list[str] | None = None) -> int:
 
         app = build_app(settings)  # reads and checks the results, the students and the teacher
         atomic_write_text(config_out, serve_config(settings, args.host, args.port))
-        import ray
+    import ray
 
+    from bistil_ray.orchestration.driver import ray_messages_to
+
+    log_file = args.results / "serve_ray.log"
+    with ray_messages_to(log_file, verbose=args.verbose):
         ray.init(address=args.address, namespace="bistil_ray", log_to_driver=False)
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name=APPLICATION, route_prefix="/")
-        console.print(f"serving {args.results} on http://{args.host}:{args.port}/predict; Serve config: {config_out}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
+        console.print(
+            f"serving {args.results} on http://{args.host}:{args.port}/predict; Serve config: {config_out}; "
+            f"Ray's own messages: {log_file}"
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()
     return 0
 
 

@@ -37,6 +37,7 @@ from bistil_ray.steps import Fingerprints, Pipeline
 
 NAMESPACE = "bistil_ray"
 TUNE_NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"
+RAY_LOGGERS = ("ray", "ray.serve")  # Serve's logger has a console handler of its own and does not propagate
 
 
 def run_sweep(
@@ -110,12 +111,13 @@ def run_tuner(
 
 @contextmanager
 def ray_messages_to(log_file: Path, *, verbose: bool) -> Iterator[None]:
-    """Ray's own messages to this process (its start-up, token authentication, Tune's hints: Ray's
-    `ray` logger) go to `log_file`; the console shows only their errors, unless `verbose`."""
-    logger = logging.getLogger("ray")
+    """Ray's own messages to this process (its start-up, token authentication, Tune's hints, Serve's
+    reports: the `ray` and `ray.serve` loggers) go to `log_file`; the console shows only their
+    errors, unless `verbose`."""
+    loggers = [logging.getLogger(name) for name in RAY_LOGGERS]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(log_file)
-    levels = {handler: handler.level for handler in logger.handlers}
+    levels = {handler: handler.level for logger in loggers for handler in logger.handlers}
     output_engine = os.environ.get(TUNE_NEW_OUTPUT)
     if not verbose:
         for handler in levels:
@@ -124,11 +126,13 @@ def ray_messages_to(log_file: Path, *, verbose: bool) -> Iterator[None]:
         # results are, a TensorBoard hint) with print(), past every logger; the older one, at the
         # sweep's verbosity 0, prints nothing.
         os.environ[TUNE_NEW_OUTPUT] = "0"
-    logger.addHandler(to_file)
+    for logger in loggers:
+        logger.addHandler(to_file)
     try:
         yield
     finally:
-        logger.removeHandler(to_file)
+        for logger in loggers:
+            logger.removeHandler(to_file)
         to_file.close()
         for handler, level in levels.items():
             handler.setLevel(level)
