@@ -32,7 +32,8 @@ from bench.common import arguments, at_least, machine, markdown_table, merge_sum
 from bistil_ray.data.tasks import load_task
 from bistil_ray.method.predictor import Predictor
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.serving import ServeSettings, build_app, chosen_models
+from bistil_ray.orchestration.serving import ServeSettings
+from bistil_ray.serve import build_app, chosen_models
 from bistil_ray.orchestration.sweep_config import SweepConfig
 
 

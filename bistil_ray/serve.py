@@ -15,15 +15,23 @@ Exit status 2 for invalid input (nothing is started then).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from bistil_ray.artifacts import store_under
 from bistil_ray.atomic import atomic_write_text
 from bistil_ray.console import console, quiet_libraries
 from bistil_ray.errors import UserInputError, exit_on_user_error
+from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.serving import TEACHER, Served, ServedModel, ServeSettings, application
+from bistil_ray.orchestration.sweep_config import SweepConfig
 from bistil_ray.output_paths import check_output_file
+from bistil_ray.reporting import open_results
+from bistil_ray.steps import TASK_TEACHER
 
 PROGRAM = "bistil_ray.serve"
 APPLICATION = "bistil"
@@ -50,10 +58,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_of(args: argparse.Namespace):
-    from pydantic import ValidationError
+def chosen_models(settings: ServeSettings) -> Served:
+    """Each pair's student by `settings.pick` (`best`: the best by the objective; `pareto-fastest-
+    within=D`: of the pair's students within D of the best objective, the lowest trade-off, i.e.
+    the fastest), and the task teacher; every path checked."""
+    folder = Path(settings.results)
+    results = open_results(str(folder))
+    sweep = SweepConfig.model_validate_json(SweepPaths(folder.parent, folder.name).config_snapshot.read_text())
+    if sweep.task.kind not in ("sequence", "token"):
+        raise UserInputError(f"{folder}: a {sweep.task.kind} sweep; serving answers sequence and token classification")
+    margin = float(settings.pick.split("=")[1]) if "=" in settings.pick else None
+    students: dict[str, ServedModel] = {}
+    teacher_key = None
+    for target in sweep.target_langs:
+        rows = [row for row in results.summary.to_pylist()
+                if row["target_lang"] == target and row["status"] == "ok" and not row.get("student_removed")]
+        best = next((row for row in rows if row["is_best"]), None)
+        if best is None:
+            continue
+        chosen = best
+        if margin is not None:
+            near = [row for row in rows if row["objective_score"] >= best["objective_score"] - margin]
+            chosen = min(near, key=lambda row: (row[results.tradeoff], -row["objective_score"]))
+        path = Path(chosen["student_path"])
+        if not (path / "config.json").is_file():
+            raise UserInputError(f"{path}: the student of {sweep.source_lang}-{target} is missing")
+        students[target] = ServedModel(path, f"student {chosen['trial_id']}")
+        teacher_key = teacher_key or chosen["task_teacher_key"]
+    if not students:
+        raise UserInputError(f"{folder}: no pair has a finished student to serve")
+    if not settings.students:
+        students = {}
+    teacher = None
+    if settings.teacher or not settings.students:
+        path = store_under(folder.parent).path(TASK_TEACHER.kind, teacher_key)
+        if not (path / "config.json").is_file():
+            raise UserInputError(f"{path}: the task teacher is missing (--no-teacher serves the students alone)")
+        teacher = ServedModel(path, TEACHER)
+    return Served(students, teacher, sweep.task.kind, sweep.phase2.max_length)
 
-    from bistil_ray.orchestration.serving import ServeSettings
+
+def build_app(settings: ServeSettings | dict[str, Any]) -> Any:
+    """The application for `settings`; also the builder the Serve config names
+    (`import_path: bistil_ray.serve:build_app`), so that `serve deploy` builds the same one."""
+    settings = ServeSettings.model_validate(settings) if isinstance(settings, dict) else settings
+    served = chosen_models(settings)
+    token = None
+    if settings.token_env is not None:
+        token = os.environ.get(settings.token_env)
+        if not token:
+            raise UserInputError(f"--token-env {settings.token_env}: that environment variable is empty or unset")
+    return application(settings, served, token)
+
+
+def settings_of(args: argparse.Namespace) -> ServeSettings:
+    from pydantic import ValidationError
 
     flags = {"pick": "--pick", "replicas": "--replicas", "max_replicas": "--max-replicas", "cpus_per_replica": "--cpus-per-replica",
              "max_batch_size": "--max-batch-size", "batch_wait_timeout_s": "--batch-wait-ms"}
@@ -69,7 +128,7 @@ def settings_of(args: argparse.Namespace):
         raise UserInputError(f"{flags.get(str(problem['loc'][0]), problem['loc'][0])}: {problem['msg']}") from None
 
 
-def serve_config(settings, host: str, port: int) -> str:
+def serve_config(settings: ServeSettings, host: str, port: int) -> str:
     """A Serve config (what `serve build` writes) for `serve deploy`: the same application, built by
     the same builder from the same settings."""
     config = {
@@ -78,7 +137,7 @@ def serve_config(settings, host: str, port: int) -> str:
         "applications": [{
             "name": APPLICATION,
             "route_prefix": "/",
-            "import_path": "bistil_ray.orchestration.serving:build_app",
+            "import_path": "bistil_ray.serve:build_app",
             "args": settings.model_dump(),
         }],
     }
@@ -97,8 +156,6 @@ def main(argv: list[str] | None = None) -> int:
         config_out = args.config_out or args.results / "serve.yaml"
         check_output_file(config_out, "--config-out")
         from ray import serve
-
-        from bistil_ray.orchestration.serving import build_app
 
         app = build_app(settings)  # reads and checks the results, the students and the teacher
         atomic_write_text(config_out, serve_config(settings, args.host, args.port))

@@ -36,7 +36,6 @@ from bistil_ray.orchestration.wall_time import driver_session
 from bistil_ray.steps import Fingerprints, Pipeline
 
 NAMESPACE = "bistil_ray"
-TUNE_NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"
 RAY_LOGGERS = ("ray", "ray.serve")  # Serve's logger has a console handler of its own and does not propagate
 
 
@@ -118,14 +117,14 @@ def ray_messages_to(log_file: Path, *, verbose: bool) -> Iterator[None]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(log_file)
     levels = {handler: handler.level for logger in loggers for handler in logger.handlers}
-    output_engine = os.environ.get(TUNE_NEW_OUTPUT)
+    output_engine = os.environ.get("RAY_AIR_NEW_OUTPUT")
     if not verbose:
         for handler in levels:
             handler.setLevel(logging.ERROR)
         # Tune's newer output engine prints its start-up block (the experiment's table, where its
         # results are, a TensorBoard hint) with print(), past every logger; the older one, at the
         # sweep's verbosity 0, prints nothing.
-        os.environ[TUNE_NEW_OUTPUT] = "0"
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     for logger in loggers:
         logger.addHandler(to_file)
     try:
@@ -136,10 +135,10 @@ def ray_messages_to(log_file: Path, *, verbose: bool) -> Iterator[None]:
         to_file.close()
         for handler, level in levels.items():
             handler.setLevel(level)
-        if output_engine is None:
-            os.environ.pop(TUNE_NEW_OUTPUT, None)
-        else:
-            os.environ[TUNE_NEW_OUTPUT] = output_engine
+        if output_engine is not None:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = output_engine
+        elif os.environ.get("RAY_AIR_NEW_OUTPUT") is not None:
+            del os.environ["RAY_AIR_NEW_OUTPUT"]
 
 
 def export_best_students(paths: SweepPaths, *, int8: bool) -> None:

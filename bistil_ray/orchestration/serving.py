@@ -5,15 +5,15 @@ pair's chosen student, the task teacher as the fallback for other languages, and
 
 The request's `lang` picks the deployment; without one, a language-identification model (py3langid)
 picks it, and the answer says so. Each language's deployment batches the requests that reach it
-(`@serve.batch`). `build_app(settings)` is also the application builder a Serve config names, so that
-`serve deploy` runs the same application on a cluster.
+(`@serve.batch`). A Serve config names the application's builder, so that `serve deploy` runs the
+same application on a cluster (the builder, which reads the sweep's tables,
+is `bistil_ray.serve.build_app`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from bistil_ray.artifacts import store_under
 from bistil_ray.errors import UserInputError
 from bistil_ray.method.predictor import Prediction, Predictor
-from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.sweep_config import SweepConfig
-from bistil_ray.reporting import open_results
-from bistil_ray.steps import TASK_TEACHER
 
 TEACHER = "teacher"
 
@@ -70,46 +65,6 @@ class Served:
     teacher: ServedModel | None
     kind: str  # "sequence" or "token"
     max_length: int
-
-
-def chosen_models(settings: ServeSettings) -> Served:
-    """Each pair's student by `settings.pick` (`best`: the best by the objective; `pareto-fastest-
-    within=D`: of the pair's students within D of the best objective, the lowest trade-off, i.e.
-    the fastest), and the task teacher; every path checked."""
-    folder = Path(settings.results)
-    results = open_results(str(folder))
-    sweep = SweepConfig.model_validate_json(SweepPaths(folder.parent, folder.name).config_snapshot.read_text())
-    if sweep.task.kind not in ("sequence", "token"):
-        raise UserInputError(f"{folder}: a {sweep.task.kind} sweep; serving answers sequence and token classification")
-    margin = float(settings.pick.split("=")[1]) if "=" in settings.pick else None
-    students: dict[str, ServedModel] = {}
-    teacher_key = None
-    for target in sweep.target_langs:
-        rows = [row for row in results.summary.to_pylist()
-                if row["target_lang"] == target and row["status"] == "ok" and not row.get("student_removed")]
-        best = next((row for row in rows if row["is_best"]), None)
-        if best is None:
-            continue
-        chosen = best
-        if margin is not None:
-            near = [row for row in rows if row["objective_score"] >= best["objective_score"] - margin]
-            chosen = min(near, key=lambda row: (row[results.tradeoff], -row["objective_score"]))
-        path = Path(chosen["student_path"])
-        if not (path / "config.json").is_file():
-            raise UserInputError(f"{path}: the student of {sweep.source_lang}-{target} is missing")
-        students[target] = ServedModel(path, f"student {chosen['trial_id']}")
-        teacher_key = teacher_key or chosen["task_teacher_key"]
-    if not students:
-        raise UserInputError(f"{folder}: no pair has a finished student to serve")
-    if not settings.students:
-        students = {}
-    teacher = None
-    if settings.teacher or not settings.students:
-        path = store_under(folder.parent).path(TASK_TEACHER.kind, teacher_key)
-        if not (path / "config.json").is_file():
-            raise UserInputError(f"{path}: the task teacher is missing (--no-teacher serves the students alone)")
-        teacher = ServedModel(path, TEACHER)
-    return Served(students, teacher, sweep.task.kind, sweep.phase2.max_length)
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -242,15 +197,8 @@ class Router:
         })
 
 
-def build_app(settings: ServeSettings | dict[str, Any]) -> serve.Application:
-    """The application (also Serve's application builder: `import_path: bistil_ray.orchestration.serving:build_app`)."""
-    settings = ServeSettings.model_validate(settings) if isinstance(settings, dict) else settings
-    served = chosen_models(settings)
-    token = None
-    if settings.token_env is not None:
-        token = os.environ.get(settings.token_env)
-        if not token:
-            raise UserInputError(f"--token-env {settings.token_env}: that environment variable is empty or unset")
+def application(settings: ServeSettings, served: Served, token: str | None) -> serve.Application:
+    """The application serving `served`: a deployment per model, the router in front."""
     models = {**served.students, **({TEACHER: served.teacher} if served.teacher else {})}
     threads = max(1, int(settings.cpus_per_replica))
     if settings.max_replicas is not None and settings.max_replicas < settings.replicas:

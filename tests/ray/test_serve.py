@@ -14,7 +14,8 @@ pytest.importorskip("ray.serve", reason="Ray Serve is part of ray[serve]")
 from tiny_sweep_results import finished_sweep  # noqa: E402
 
 from bistil_ray.method.predictor import Predictor  # noqa: E402
-from bistil_ray.orchestration.serving import ServeSettings, build_app  # noqa: E402
+from bistil_ray.orchestration.serving import ServeSettings  # noqa: E402
+from bistil_ray.serve import build_app  # noqa: E402
 
 SENTENCES = {"de": ["the cat sat on a mat", "a dog ran fast"], "zh": ["o gato correu", "árvore casa tree"]}
 

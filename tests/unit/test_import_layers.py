@@ -23,7 +23,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),  # fmt: skip
     ("one pair in one process", ("bistil_ray.run",)),
     ("Ray", ("bistil_ray.orchestration",)),
-    ("commands over sweeps", ("bistil_ray.sweep", "bistil_ray.results", "bistil_ray.reporting", "bistil_ray.reference", "bistil_ray.export")),
+    ("commands over sweeps", ("bistil_ray.sweep", "bistil_ray.results", "bistil_ray.reporting", "bistil_ray.reference", "bistil_ray.export",
+      "bistil_ray.serve")),
 )
 
 

@@ -11,7 +11,8 @@ pytest.importorskip("ray.serve", reason="Ray Serve is part of ray[serve]")
 from tiny_sweep_results import TEACHER_KEY, finished_sweep  # noqa: E402
 
 from bistil_ray.errors import UserInputError  # noqa: E402
-from bistil_ray.orchestration.serving import BadRequest, ServeSettings, chosen_models, parse_query  # noqa: E402
+from bistil_ray.orchestration.serving import BadRequest, ServeSettings, parse_query  # noqa: E402
+from bistil_ray.serve import chosen_models  # noqa: E402
 
 SETTINGS = ServeSettings(results="unused", max_texts=3, max_text_chars=50)
 
@@ -129,7 +130,7 @@ def test_the_serve_config_builds_the_same_application_from_its_args(tmp_path):
     config = yaml.safe_load(serve_config(settings, "127.0.0.1", 8000))
     [application] = config["applications"]
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
-    assert application["import_path"] == "bistil_ray.orchestration.serving:build_app"
+    assert application["import_path"] == "bistil_ray.serve:build_app"
     assert ServeSettings.model_validate(application["args"]) == settings
 
 
@@ -137,7 +138,7 @@ def test_max_replicas_makes_each_language_autoscale():
     import tempfile
     from pathlib import Path
 
-    from bistil_ray.orchestration.serving import build_app
+    from bistil_ray.serve import build_app
 
     with tempfile.TemporaryDirectory() as scratch:
         settings = ServeSettings(results=str(finished_sweep(Path(scratch)).experiment), replicas=1, max_replicas=4)
