@@ -138,10 +138,17 @@ def main() -> None:
         "students": base.model_copy(update={"onnx": args.onnx, "teacher": False}),
         "teacher": base.model_copy(update={"students": False, "replicas": len(langs)}),
     }
-    offline = {
-        name: {lang: Predictor.load(model.path, max_length=served.max_length, onnx=args.onnx and name == "students")
-               for lang, model in ({lang: served.students[lang] for lang in langs} if name == "students"
-                                   else {lang: served.teacher for lang in langs}).items()}
+    # Each model's offline label for each text of the mix (one batch per language; the teacher loaded once).
+    texts = {lang: [text for text_lang, text in mix if text_lang == lang] for lang in langs}
+    teacher = Predictor.load(served.teacher.path, max_length=served.max_length)
+    predictors = {
+        "students": {lang: Predictor.load(served.students[lang].path, max_length=served.max_length, onnx=args.onnx)
+                     for lang in langs},
+        "teacher": {lang: teacher for lang in langs},
+    }
+    expected = {
+        name: {(lang, text): prediction.label for lang in langs
+               for text, prediction in zip(texts[lang], predictors[name][lang](texts[lang]))}
         for name in variants
     }
     with socket.socket() as probe:
@@ -156,9 +163,7 @@ def main() -> None:
             drive(port, mix, args.clients, 5)  # warm-up: first batches, lazy initialisation
             load, wall = drive(port, mix, args.clients, args.seconds)
             pids = [pid for deployment, found in replica_pids(name).items() if deployment.startswith("model-") for pid in found]
-            expected = {(lang, text): prediction.label for lang in langs
-                        for text, prediction in zip([t for l, t in mix if l == lang], offline[name][lang]([t for l, t in mix if l == lang]))}
-            agree = sum(label == expected[(lang, text)] for lang, text, label in load.answers)
+            agree = sum(label == expected[name][(lang, text)] for lang, text, label in load.answers)
             measured[name] = {
                 "requests": len(load.latencies_s),
                 "failures": load.failures,
