@@ -23,6 +23,8 @@ from bistil_ray import pipeline as bistil_pipeline
 from bistil_ray.atomic import atomic_write_text, remove_stale_temporaries
 from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
+from bistil_ray.output_paths import DiskSpaceError
+from bistil_ray.orchestration.full_disk import StopOnFullDisk
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.preflight import SweepStart, check_storage
@@ -62,6 +64,8 @@ def run_sweep(
     try:
         with ray_messages_to(paths.ray_log, verbose=verbose):
             run_tuner(sweep, paths, start, fingerprints, started, address, pipeline, live, dashboard_host)
+    except DiskSpaceError:
+        raise  # met by a trial: the sweep's finished trials stay, for --resume
     except UserInputError:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
@@ -101,6 +105,7 @@ def run_tuner(
             atomic_write_text(paths.config_snapshot, sweep.model_dump_json(indent=1))
             earlier = start.earlier_trials_per_pair
             tuner = build_tuner(sweep, paths, context, concurrency, callbacks(sweep, paths, live, earlier), earlier)
+        paths.disk_full.unlink(missing_ok=True)  # the full disk that stopped the last run: space was freed
         with driver_session(paths, started):
             tuner.fit()
         ray.kill(board)
@@ -158,7 +163,10 @@ def callbacks(sweep: SweepConfig, paths: SweepPaths, live: bool, earlier_trials_
         "teacher": sweep.teacher,
         "task": sweep.task.name,
     }
-    chosen: list[tune.Callback] = [ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students)]
+    chosen: list[tune.Callback] = [
+        ResultsWriter(paths, constants, sweep.objective.tradeoff, sweep.keep_students),
+        StopOnFullDisk(paths.disk_full),
+    ]
     if sweep.mlflow.enabled:
         chosen.append(MlflowTracking(tracking_uri(sweep, paths), sweep.mlflow.experiment or sweep.name, constants))
     if live:

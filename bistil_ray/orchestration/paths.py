@@ -9,6 +9,7 @@
     <storage>/<sweep>/driver_sessions.json  when each run of the driver (the start, each --resume) began and ended
     <storage>/<sweep>/students/<trial_id>/  each trial's student, a Hugging Face model directory
     <storage>/<sweep>/results/<trial_id>.json  each finished trial's final result
+    <storage>/<sweep>/disk_full.txt         while a trial that met a full disk stops the sweep: its reason
     <storage>/<sweep>/students/.checkpoints/<trial_id>  checkpoints of a trial's phase 2
 """
 
@@ -63,6 +64,11 @@ class SweepPaths:
     @property
     def driver_sessions(self) -> Path:
         return self.experiment / "driver_sessions.json"
+
+    @property
+    def disk_full(self) -> Path:
+        """Written by a trial that met a full disk; the driver stops the sweep on it (`full_disk`)."""
+        return self.experiment / "disk_full.txt"
 
     @property
     def students(self) -> Path:

@@ -30,6 +30,7 @@ from bistil_ray.executor import BuildRequest, StepGraph
 from bistil_ray.model_card import write_model_card
 from bistil_ray.output_paths import DiskSpaceError
 from bistil_ray.orchestration.failures import DeterministicFailure, is_deterministic, one_line
+from bistil_ray.orchestration.full_disk import record_full_disk
 from bistil_ray.orchestration.live_view import Progress, board_name
 from bistil_ray.orchestration.metrics import TrialMetrics
 from bistil_ray.orchestration.paths import SweepPaths
@@ -120,8 +121,8 @@ class RayBackend:
 def run_trial(params: dict[str, Any], context: TrialContext) -> None:
     """Run one trial and report its result. A failure that a retry cannot change (see `failures`)
     is reported as the trial's result, with its reason, so that Tune does not retry it; any other
-    failure, and too little disk space to start a step, is raised: Tune retries the trial, and a
-    trial that still fails is run again by --resume."""
+    failure is raised: Tune retries the trial, and a trial that still fails is run again by --resume.
+    Too little disk space to start a step is raised too, and stops the sweep (`full_disk`)."""
     trial_id = tune.get_context().get_trial_id()
     recorded = context.paths.trial_result(trial_id)
     if recorded.exists():
@@ -130,9 +131,12 @@ def run_trial(params: dict[str, Any], context: TrialContext) -> None:
         return
     try:
         result = _trial_result(params, context, trial_id)
+    except DiskSpaceError as error:
+        # Not the trial's result: once space is freed, --resume runs it again. The sweep stops here.
+        record_full_disk(context.paths.disk_full, error)
+        raise
     except Exception as error:
-        # A full disk is not recorded as the trial's result: once space is freed, --resume runs it again.
-        if not is_deterministic(error) or isinstance(error, DiskSpaceError):
+        if not is_deterministic(error):
             raise
         # Tune insists on the searched metrics in every result; None marks them as not measured.
         result = {OBJECTIVE: None, context.sweep.objective.tradeoff: None, "error": one_line(error)}

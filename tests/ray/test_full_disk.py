@@ -1,6 +1,6 @@
-"""A sweep whose disk fills part-way: the trials that finished stay finished, the ones that meet the
-full disk stop at their free-space check without writing, and once space is freed `--resume` runs
-them, so that the sweep ends with every trial exactly once. On a real small filesystem: a tmpfs
+"""A sweep whose disk fills part-way: the trials that finished stay finished, the first trial that
+meets the full disk stops at its free-space check without writing, the sweep stops with its one line,
+and once space is freed `--resume` runs the rest, so that the sweep ends with every trial exactly once. On a real small filesystem: a tmpfs
 mounted inside the test (skipped where this process may not mount one)."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bistil_ray.orchestration.paths import SweepPaths
+from bistil_ray.orchestration.results import read_rows
+from bistil_ray.output_paths import DiskSpaceError
 from bistil_ray.orchestration.sweep_config import SweepConfig
 from storage_faults import small_filesystem
 from sweep_fakes import fake_pipeline, small_teacher
@@ -58,11 +60,16 @@ def test_a_sweep_that_fills_its_disk_loses_no_trial_and_resumes_to_every_trial_o
     filler, step_log = small_storage / "filler", tmp_path / "steps.log"
     pipeline = pipeline_that_fills_the_disk(filler, tmp_path / "filled-once", step_log)
 
-    first = run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=pipeline, live=False)
+    with pytest.raises(DiskSpaceError) as stopped:
+        run_sweep(sweep, paths, resume=False, address=cluster.address, pipeline=pipeline, live=False)
+    message = str(stopped.value)
+    assert "MiB free, 4 MiB needed to start it (min_free_disk_mb)" in message and str(small_storage) in message
+    assert "\n" not in message and not paths.disk_full.exists()
+    first = read_rows(paths.trials_table)
     done_first = {row["trial_id"] for row in first if row["status"] == "ok"}
     failed = [row for row in first if row["status"] == "error"]
-    assert len(done_first) == 1 and len(failed) == 3  # one at a time: the first trial filled the disk
-    assert all("MiB free, 4 MiB needed to start it (min_free_disk_mb)" in row["error"] for row in failed), [row["error"] for row in failed]
+    # One at a time: the first trial filled the disk, the second met it, and no other trial started.
+    assert len(done_first) == 1 and len(failed) == 1, [row["error"] for row in failed]
     evaluations_before = step_log.read_text().count("evaluation")
 
     filler.unlink()
