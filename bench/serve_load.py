@@ -10,6 +10,11 @@ the replicas' resident memory, and each answer's label against the same model's 
 for the same text. Then, in the students' application, one replica process is killed midway through
 a run: Serve starts another, and the answers lost are counted (only requests in flight may be).
 
+Two more applications measure what serving costs around the models, on the same machine and clients:
+the same router in front of language deployments that answer without a model, and the ingress alone
+answering every request (no router hop). Their requests/s bound what any model could reach here: the
+ceiling of serve_throughput_vs_teacher on this machine is theirs divided by the teacher's.
+
     .venv/bin/python -m bench.serve_load results/demo [--clients 8] [--seconds 60] [--onnx]
 """
 
@@ -28,13 +33,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
 from bench.common import arguments, at_least, machine, markdown_table, merge_summary, write_report
 from bistil_ray.data.tasks import load_task
-from bistil_ray.method.predictor import Predictor
+from bistil_ray.method.predictor import Prediction, Predictor
 from bistil_ray.orchestration.paths import SweepPaths
-from bistil_ray.orchestration.serving import ServeSettings
+from bistil_ray.orchestration.serving import BadRequest, Router, ServeSettings, parse_query
 from bistil_ray.serve import build_app, chosen_models
 from bistil_ray.orchestration.sweep_config import SweepConfig
+
+
+@serve.deployment
+class NoModel:
+    """A language's deployment that answers at once: the router, the handle call and the batching of a
+    real one, without its model."""
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def predict(self, items: list[str | list[str]]) -> list[Prediction]:
+        return [Prediction(label="", score=1.0) for _ in items]
+
+
+@serve.deployment
+class NoModelIngress:
+    """The ingress answering each request itself: Serve's HTTP proxy and one replica, nothing else."""
+
+    def __init__(self, kind: str, settings: ServeSettings):
+        self.kind, self.settings = kind, settings
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        try:
+            query = parse_query(await request.body(), self.kind, self.settings)
+        except BadRequest as error:
+            return JSONResponse({"error": error.message}, status_code=error.status)
+        return JSONResponse({"predictions": [{"label": "", "score": 1.0} for _ in query.items]})
+
+
+def without_models(settings: ServeSettings, langs: list[str], kind: str, router: bool) -> serve.Application:
+    """The serving application's shape with nothing to compute: with its router, or the ingress alone."""
+    if not router:
+        return NoModelIngress.options(ray_actor_options={"num_cpus": settings.cpus_per_replica}).bind(kind, settings)
+    handles = {lang: NoModel.options(name=f"model-{lang}", ray_actor_options={"num_cpus": settings.cpus_per_replica}).bind()
+               for lang in langs}
+    return Router.options(ray_actor_options={"num_cpus": 0}).bind(handles, {lang: "no model" for lang in langs}, kind, settings, None)
 
 
 @dataclass
@@ -127,7 +170,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    from ray import serve
 
     results = args.results.resolve()
     mix = request_mix(results, args.texts_per_lang)
@@ -156,14 +198,19 @@ def main() -> None:
         port = probe.getsockname()[1]
     ray.init(address="local", log_to_driver=False)  # the dashboard serves the state API (replica pids)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
+    applications = {
+        **{name: build_app(settings) for name, settings in variants.items()},
+        "no model, router": without_models(base, langs, served.kind, router=True),
+        "no model, ingress only": without_models(base, langs, served.kind, router=False),
+    }
     measured: dict[str, dict[str, Any]] = {}
     try:
-        for name, settings in variants.items():
-            serve.run(build_app(settings), name=name, route_prefix="/")
+        for name, app in applications.items():
+            serve.run(app, name=name, route_prefix="/")
             drive(port, mix, args.clients, 5)  # warm-up: first batches, lazy initialisation
             load, wall = drive(port, mix, args.clients, args.seconds)
             pids = [pid for deployment, found in replica_pids(name).items() if deployment.startswith("model-") for pid in found]
-            agree = sum(label == expected[name][(lang, text)] for lang, text, label in load.answers)
+            agree = sum(label == expected[name][(lang, text)] for lang, text, label in load.answers) if name in expected else None
             measured[name] = {
                 "requests": len(load.latencies_s),
                 "failures": load.failures,
@@ -172,7 +219,7 @@ def main() -> None:
                 "p99_ms": 1000 * percentile(load.latencies_s, 99),
                 "replica_memory_mib": resident_mib(pids),
                 "replicas": len(pids),
-                "agreement": agree / max(len(load.answers), 1),
+                "agreement": None if agree is None else agree / max(len(load.answers), 1),
             }
             serve.delete(name)
 
@@ -191,12 +238,14 @@ def main() -> None:
         ray.shutdown()
 
     ratio = measured["students"]["throughput_rps"] / measured["teacher"]["throughput_rps"]
+    ceiling = measured["no model, router"]["throughput_rps"] / measured["teacher"]["throughput_rps"]
     record = {"machine": machine(), "languages": langs, "clients": args.clients, "seconds": args.seconds,
               "cpus_per_replica": args.cpus_per_replica, "onnx": args.onnx, "pick": args.pick,
               "students": {lang: served.students[lang].answered_by for lang in langs}, "applications": measured,
-              "killed_replica": kill, "serve_throughput_vs_teacher": ratio}
+              "killed_replica": kill, "serve_throughput_vs_teacher": ratio,
+              "ceiling_vs_teacher": ceiling}
     rows = [[name, f"{m['throughput_rps']:.1f}", f"{m['p50_ms']:.0f}", f"{m['p99_ms']:.0f}", f"{m['replica_memory_mib']:.0f}",
-             f"{m['replicas']}", f"{m['agreement']:.2%}", f"{m['failures']}"] for name, m in measured.items()]
+             f"{m['replicas']}", "-" if m["agreement"] is None else f"{m['agreement']:.2%}", f"{m['failures']}"] for name, m in measured.items()]
     write_report(args.out, args.report, record, f"""# Serving the students against serving the teacher
 
 `{results}`: languages {', '.join(langs)}; {args.clients} clients in a closed loop for {args.seconds} s per
@@ -206,6 +255,10 @@ application); students picked by `{args.pick}` ({', '.join(f"{lang}: {served.stu
 {markdown_table(["application", "requests/s", "p50 ms", "p99 ms", "replica memory MiB", "replicas", "labels as offline", "failed requests"], rows)}
 
 **serve_throughput_vs_teacher** = {ratio:.2f}
+
+Without models, the same application answers {measured['no model, router']['throughput_rps']:.1f} requests/s
+({measured['no model, ingress only']['throughput_rps']:.1f} with the ingress alone, no router hop): the most
+any students could reach with these clients on this machine, {ceiling:.2f}x the teacher's application.
 
 A replica of `model-{langs[0]}` killed halfway through a {args.seconds} s run: {kill['answered']} requests answered,
 {kill['lost']} lost ({args.clients} clients, so at most {args.clients} could be in flight); replaced by Serve: {kill['replaced']}.
