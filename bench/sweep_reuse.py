@@ -15,6 +15,14 @@ whole wall time, less what it spent getting artifacts, plus what building them c
 concurrent trials the wall time also shrinks by running trials side by side, so the ratios then
 measure sharing and concurrency together.
 
+    sweep_reuse_floor = (the task teacher's build + sum over trials of (phase 2 + evaluation) / concurrency)
+                        / the same denominator
+
+is the least the ratio could be with everything shared that can be: every trial waits for the first
+task teacher, and its own phase 2 and evaluation are never shared. A sweep whose trials are mostly
+phase 2 (few trials per pair, or each trial of its own depth) cannot go below it, however well it
+shares.
+
     .venv/bin/python -m bench.sweep_reuse [RESULTS_DIR] [--out bench/results]
 """
 
@@ -39,6 +47,7 @@ SHARED = {
 }
 PRICED = [build for _, build in SHARED.values()] + ["phase2_seconds"]
 WHOLE_TRIAL = [got for got, _ in SHARED.values()] + ["trial_seconds"]
+OWN = ["phase2_seconds", "evaluation_seconds"]  # what no other trial can do for this one
 
 
 def unshared_seconds(row: dict[str, Any]) -> float:
@@ -60,19 +69,26 @@ def check_priceable(rows: list[dict[str, Any]]) -> None:
             raise UserInputError(
                 f"trial {row['trial_id']}: status {row['status']}; only a sweep whose trials all finished can be priced"
             )
-        missing = [name for name in PRICED + WHOLE_TRIAL if row.get(name) is None]
+        missing = [name for name in PRICED + WHOLE_TRIAL + OWN if row.get(name) is None]
         if missing:
             raise UserInputError(
                 f"trial {row['trial_id']}: no {missing[0]} (a table written before that column existed?)"
             )
 
 
-def reuse_figures(rows: list[dict[str, Any]], wall_seconds: float) -> dict[str, float]:
+def floor_seconds(rows: list[dict[str, Any]], concurrency: int) -> float:
+    """The least wall time any sharing could give these trials at this concurrency."""
+    own = sum(row[name] for row in rows for name in OWN)
+    return max(row["task_teacher_build_seconds"] for row in rows) + own / concurrency
+
+
+def reuse_figures(rows: list[dict[str, Any]], wall_seconds: float, concurrency: int) -> dict[str, float]:
     check_priceable(rows)
     unshared = sum(unshared_seconds(row) for row in rows)
     whole = sum(unshared_whole_trial_seconds(row) for row in rows)
     return {
         "sweep_reuse_ratio": wall_seconds / unshared,
+        "sweep_reuse_floor": floor_seconds(rows, concurrency) / unshared,
         "sweep_reuse_ratio_whole_trials": wall_seconds / whole,
         "sweep_wall_s": wall_seconds,
         "unshared_s": unshared,
@@ -117,7 +133,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"Without sharing: {figures['unshared_s']:.0f} s of builds and phase 2, "
         f"{figures['unshared_whole_trials_s']:.0f} s of whole trials.\n\n"
         f"**sweep_reuse_ratio** = {figures['sweep_reuse_ratio']:.3f}; counting whole trials: "
-        f"{figures['sweep_reuse_ratio_whole_trials']:.3f}.\n"
+        f"{figures['sweep_reuse_ratio_whole_trials']:.3f}.\n\n"
+        f"**sweep_reuse_floor** = {figures['sweep_reuse_floor']:.3f}: the ratio with everything shared that can be "
+        f"(the first task teacher, then each trial's own phase 2 and evaluation, {record['concurrent_trials']} at a time).\n"
     )
 
 
@@ -131,8 +149,8 @@ def main() -> None:
         if not paths.trials_table.exists():
             raise UserInputError(f"{folder}: no trials.parquet (run the sweep first: make demo)")
         rows = read_rows(paths.trials_table)
-        figures = reuse_figures(rows, sweep_wall_seconds(paths.driver_sessions))
-    sweep = json.loads(paths.config_snapshot.read_text())
+        sweep = json.loads(paths.config_snapshot.read_text())
+        figures = reuse_figures(rows, sweep_wall_seconds(paths.driver_sessions), sweep["resources"]["concurrent_trials"])
     record = {
         "sweep": sweep["name"],
         "results_dir": str(folder),
@@ -145,7 +163,7 @@ def main() -> None:
     write_report(args.out, "sweep_reuse", record, markdown(record))
     merge_summary(
         args.out,
-        {name: figures[name] for name in ("sweep_reuse_ratio", "sweep_reuse_ratio_whole_trials", "sweep_wall_s")},
+        {name: figures[name] for name in ("sweep_reuse_ratio", "sweep_reuse_ratio_whole_trials", "sweep_reuse_floor", "sweep_wall_s")},
         "bench.sweep_reuse",
     )
     print(markdown(record))
