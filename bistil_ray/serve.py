@@ -125,7 +125,7 @@ def settings_of(args: argparse.Namespace) -> ServeSettings:
         )
     except ValidationError as error:
         problem = error.errors()[0]
-        raise UserInputError(f"{flags.get(str(problem['loc'][0]), problem['loc'][0])}: {problem['msg']}") from None
+        raise UserInputError(f"{flags.get(str(problem['loc'][0]), problem['loc'][0])}: {problem['msg'].removeprefix('Value error, ')}") from None
 
 
 def serve_config(settings: ServeSettings, host: str, port: int) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
@@ -37,7 +38,7 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     results: str = Field(description="the sweep's folder under --storage")
-    pick: str = Field("best", pattern=r"^(best|pareto-fastest-within=\d*\.?\d+)$")
+    pick: str = Field("best", description="best, or pareto-fastest-within=D")
     onnx: bool = Field(False, description="a student's int8 ONNX graph where one was exported")
     teacher: bool = Field(True, description="the task teacher answers languages no student covers")
     students: bool = Field(True, description="false: the teacher answers every language (what the students replace)")
@@ -49,6 +50,13 @@ class ServeSettings(BaseModel):
     max_texts: int = Field(64, ge=1, description="texts (or sentences) in one request")
     max_text_chars: int = Field(5000, ge=1, description="characters of one text")
     token_env: str | None = Field(None, description="the environment variable holding the bearer token")
+
+    @field_validator("pick")
+    @classmethod
+    def _known_pick(cls, pick: str) -> str:
+        if not re.fullmatch(r"best|pareto-fastest-within=\d*\.?\d+", pick):
+            raise ValueError(f"{pick!r}: best, or pareto-fastest-within=D (the fastest student within D of the best score, such as 0.01)")
+        return pick
 
 
 @dataclass(frozen=True)

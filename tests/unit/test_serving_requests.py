@@ -93,7 +93,8 @@ def test_a_missing_student_or_teacher_is_refused_before_anything_starts(tmp_path
     [
         (["--port", "0"], "--port 0: a port number"),
         (["--port", "70000"], "--port 70000"),
-        (["--pick", "fastest"], "--pick: String should match pattern"),
+        (["--pick", "fastest"], "--pick: 'fastest': best, or pareto-fastest-within=D"),
+        (["--pick", "pareto-fastest-within=-1"], "--pick: 'pareto-fastest-within=-1': best, or"),
         (["--replicas", "0"], "--replicas: Input should be greater than or equal to 1"),
         (["--replicas", "3", "--max-replicas", "2"], "--max-replicas 2: below --replicas 3"),
         (["--teacher-only", "--no-teacher"], "--teacher-only: the teacher is all it serves"),
