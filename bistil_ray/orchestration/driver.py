@@ -24,7 +24,7 @@ from bistil_ray.atomic import atomic_write_text, remove_stale_temporaries
 from bistil_ray.console import console
 from bistil_ray.errors import UserInputError
 from bistil_ray.output_paths import DiskSpaceError
-from bistil_ray.orchestration.full_disk import StopOnFullDisk
+from bistil_ray.orchestration.full_disk import StopOnFullDisk, raise_recorded_full_disk
 from bistil_ray.orchestration.live_view import LiveView, ProgressBoard, board_name
 from bistil_ray.orchestration.paths import SweepPaths
 from bistil_ray.orchestration.preflight import SweepStart, check_storage
@@ -109,6 +109,7 @@ def run_tuner(
         with driver_session(paths, started):
             tuner.fit()
         ray.kill(board)
+        raise_recorded_full_disk(paths.disk_full)
     finally:
         ray.shutdown()
 

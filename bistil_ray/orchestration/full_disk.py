@@ -3,14 +3,21 @@
 A trial that finds too little free space to start a step (`output_paths.DiskSpaceError`) fails
 without a result, so that `--resume` runs it again. Every other trial writes to the same storage and
 would meet the same disk, one after another, each after the work it does before its first write. So
-the trial leaves its one-line reason in `<sweep>/disk_full.txt`, and the driver's `StopOnFullDisk`
-ends the Tune run with that line: the sweep stops as a killed driver would (finished trials are in the
-tables, running ones resume from their checkpoints) and exits with status 2.
+the trial leaves its one-line reason in `<sweep>/disk_full.txt` before it fails, and the driver's
+`StopOnFullDisk` ends the Tune run once Tune has recorded that failure.
+
+It ends the run the way Ctrl+C does: Tune's own interrupt (SIGUSR1, which `tune.run` handles in the
+main thread) finishes the current step, saves the experiment's state one last time and stops the
+running trials, which resume from their checkpoints. An exception raised out of a callback would skip
+that save, and `--resume` would restore an older state that may not know the failed trial: Optuna
+would draw another in its place, and the failed one's row would stay in the table for ever. The
+driver then raises the recorded line (`raise_recorded_full_disk`), and the sweep exits with status 2.
 """
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +35,32 @@ def record_full_disk(marker: Path, error: DiskSpaceError) -> None:
         pass
 
 
+def raise_recorded_full_disk(marker: Path) -> None:
+    """Driver side, after `Tuner.fit`: the full disk that stopped the run, if one did."""
+    if marker.exists():
+        reason = marker.read_text().strip()
+        marker.unlink(missing_ok=True)
+        raise DiskSpaceError(reason)
+
+
 class StopOnFullDisk(tune.Callback):
-    """Driver side: raises the first recorded `DiskSpaceError` out of `Tuner.fit`, looking at most
-    once every `every_s` seconds (Tune steps ten times a second; the marker may be on a network
-    filesystem)."""
+    """Driver side: interrupts the Tune run when a trial fails (or is about to be retried) after
+    recording a full disk. Called after `ResultsWriter`, so the failed trial's row is written first."""
 
-    def __init__(self, marker: Path, every_s: float = 1.0):
-        self.marker, self.every_s = marker, every_s
-        self._looked_at = 0.0
+    def __init__(self, marker: Path):
+        self.marker = marker
 
-    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        now = time.monotonic()
-        if now - self._looked_at < self.every_s:
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._stop_if_full()
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._stop_if_full()
+
+    def _stop_if_full(self) -> None:
+        if not self.marker.exists():
             return
-        self._looked_at = now
-        if self.marker.exists():
-            reason = self.marker.read_text().strip()
-            self.marker.unlink(missing_ok=True)
-            raise DiskSpaceError(reason)
+        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGUSR1)):
+            signal.raise_signal(signal.SIGUSR1)
+        else:
+            # Tune installs its interrupt only in the main thread: stop without the last save.
+            raise_recorded_full_disk(self.marker)
