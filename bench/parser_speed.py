@@ -72,14 +72,15 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
 
     sentences = [words for words, _, _ in parsed_sentences(args.treebank, "words", "heads", "relations")[: args.sentences]]
-    models = {name: BiaffineParser.from_pretrained(path).eval() for name, path in (("teacher", args.teacher), ("student", args.student))}
-    inputs = {name: batches_of(AutoTokenizer.from_pretrained(path), sentences) for name, path in (("teacher", args.teacher), ("student", args.student))}
+    paths = {"teacher": args.teacher, "student": args.student}
+    models = {name: BiaffineParser.from_pretrained(path).eval() for name, path in paths.items()}
+    inputs = {name: batches_of(AutoTokenizer.from_pretrained(path), sentences) for name, path in paths.items()}
     variants = {f"{name} {mode}": pass_over(models[name], mode, inputs[name][mode]) for name in models for mode in MODES}
     alternating(variants, args.warmup)
     seconds = alternating(variants, args.repeats)
     rate = {variant: len(sentences) / median(times) for variant, times in seconds.items()}
     record: dict[str, Any] = {
-        "settings": {"teacher": str(args.teacher), "student": str(args.student), "treebank": args.treebank.name,
+        "settings": {**{name: str(path) for name, path in paths.items()}, "treebank": args.treebank.name,
                      "sentences": len(sentences), "repeats": args.repeats, "batch_size": THROUGHPUT_BATCH_SIZE},  # fmt: skip
         "machine": machine(),
         "models": {
